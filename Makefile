@@ -1,0 +1,65 @@
+# ml-project: `make run` trains the default experiment, `make test` runs every test.
+# Both create .venv and install the locked environment first; a second call skips the
+# install unless requirements.lock or pyproject.toml changed.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PIP_VERSION := 26.3
+
+# Tests run notebooks in fast mode and keep their MLflow runs, models and processed data
+# out of your own (under .test-runs/), so `make test` never mixes into real results.
+TEST_DIR := .test-runs
+TEST_ENV := ML_PROJECT_MODE=fast \
+	ML_PROJECT_MLFLOW_TRACKING_URI=sqlite:///$(TEST_DIR)/mlflow.db \
+	ML_PROJECT_MLFLOW_ARTIFACT_ROOT=$(TEST_DIR)/mlartifacts \
+	ML_PROJECT_MODELS_DIR=$(TEST_DIR)/models \
+	ML_PROJECT_PROCESSED_DIR=$(TEST_DIR)/processed
+
+DEFAULT_CONFIGS := configs/experiment_001.yaml configs/ames_random_forest.yaml
+
+.PHONY: help install run test test-notebooks test-nbval test-unit check-sync lab mlflow-ui lock clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet pip==$(PIP_VERSION)
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv from the lock file (skipped when up to date)
+
+run: install  ## the main job: train the seed baseline (experiment_001), tracked in MLflow
+	$(BIN)/ml-project train --config configs/experiment_001.yaml
+
+test: install  ## every test: notebooks (nbdev-test, nbval), package tests, notebook/package sync
+	$(BIN)/ml-project data $(addprefix --config ,$(DEFAULT_CONFIGS))
+	$(MAKE) --no-print-directory test-notebooks test-unit
+
+test-notebooks: install  ## run every notebook top to bottom with nbdev-test (fast mode)
+	cd nbs && $(TEST_ENV) ../$(BIN)/nbdev-test --n_workers 1 --timing
+
+test-unit: install  ## pytest: tests/ and nbval over the notebooks (fast mode)
+	$(TEST_ENV) $(BIN)/pytest tests nbs --nbval-lax --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider -q
+
+lab: install  ## JupyterLab on the notebooks
+	$(BIN)/jupyter lab --notebook-dir=nbs
+
+mlflow-ui: install  ## the MLflow UI on http://127.0.0.1:5000
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+lock:  ## re-resolve the environment from pyproject.toml into requirements.lock
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet pip==$(PIP_VERSION)
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
+	( echo "# Pinned environment: regenerate with 'make lock'. torch is the CPU build's version (pip freeze says 2.13.0+cpu)."; \
+	  .lock-venv/bin/python -m pip freeze --all --exclude-editable | grep -v '^pip==' | sed 's/^torch==2.13.0+cpu$$/torch==2.13.0/' ) > requirements.lock
+	rm -rf .lock-venv
+
+clean:  ## remove the virtual environment and test outputs (never data/raw, mlflow.db or models/)
+	rm -rf $(VENV) $(TEST_DIR) .lock-venv

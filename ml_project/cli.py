@@ -1,0 +1,97 @@
+"""The `ml-project` command: run the lifecycle's stages from a shell.
+
+Hand-written (not exported from a notebook): it only wires the stages' functions to a command line.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train, evaluate and manage ml-project experiments. Settings come from settings.ini and ML_PROJECT_* variables.")
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Experiment config (YAML), e.g. configs/experiment_001.yaml")]
+ModeOption = Annotated[Optional[str], typer.Option("--mode", "-m", help="careful (full data and folds) or fast (a small sample); default from settings")]
+SetOption = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a config value: dotted.key=value (repeatable)")]
+
+
+def _fail(message: str, code: int = 2):
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _known_errors():
+    from ml_project.config import ConfigError
+    from ml_project.data import DataValidationError, RawDataError
+    from ml_project.training import ModelIntegrityError
+    return (ConfigError, RawDataError, DataValidationError, ModelIntegrityError, KeyError, ValueError)
+
+
+def _setup(mode: str | None):
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("ml_project").setLevel(logging.INFO)
+    from ml_project.config import get_settings
+    return get_settings(**({"mode": mode} if mode else {}))
+
+
+@app.command()
+def train(config: ConfigOption, mode: ModeOption = None, set: SetOption = None):
+    "Train one experiment: data, validation, preprocessing, features, cross-validation, test evaluation, MLflow, models/."
+    try:
+        settings = _setup(mode)
+        from ml_project.config import load_config
+        from ml_project.training import format_summary, run_experiment
+        experiment = load_config(config, set)
+        result = run_experiment(experiment, settings)
+    except _known_errors() as e:
+        _fail(str(e).strip("'\""), 1)
+    typer.echo(format_summary(result, settings))
+
+
+@app.command()
+def data(config: Annotated[list[Path], typer.Option("--config", "-c", help="Experiment config(s) whose data to prepare")],
+         mode: ModeOption = None):
+    "Acquire (once), verify, validate, split and write the processed data of each config."
+    try:
+        settings = _setup(mode)
+        from ml_project.config import load_config
+        from ml_project.training import prepare_data
+        for path in config:
+            experiment = load_config(path)
+            dataset, splits, manifest = prepare_data(experiment, settings)
+            rows = ", ".join(f"{k} {len(v):,}" for k, v in splits.items())
+            typer.echo(f"{path}: {dataset.raw_path.relative_to(settings.root)} md5 {dataset.md5} valid; {rows} -> {manifest.relative_to(settings.root)}")
+    except _known_errors() as e:
+        _fail(str(e).strip("'\""), 1)
+
+
+@app.command("infer-schema")
+def infer_schema_command(csv: Annotated[Path, typer.Argument(help="A CSV file to draft a schema from")],
+                         out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write here instead of printing")] = None,
+                         max_levels: Annotated[int, typer.Option(help="Text columns with at most this many values become categories")] = 50):
+    "Draft a column schema (YAML) for a new data set; review it, then name it as data.schema in your config."
+    import pandas as pd
+    import yaml
+    from ml_project.data import infer_schema
+    if not csv.is_file(): _fail(f"CSV file not found: {csv}")
+    schema = infer_schema(pd.read_csv(csv), max_levels=max_levels)
+    text = (f"# Drafted from {csv.name} by `ml-project infer-schema`: review the ranges and levels before relying on it.\n"
+            + yaml.safe_dump(schema.model_dump(exclude_defaults=True), sort_keys=False, width=120))
+    if out:
+        if out.exists(): _fail(f"{out} exists; not overwritten")
+        out.write_text(text)
+        typer.echo(f"wrote {out}")
+    else:
+        typer.echo(text)
+
+
+def main():  # pragma: no cover - console entry point alias
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
