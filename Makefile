@@ -41,7 +41,7 @@ test: install  ## every test: notebooks (nbdev-test, nbval), package tests, note
 	$(MAKE) --no-print-directory test-notebooks test-unit
 
 test-notebooks: install  ## run every notebook top to bottom with nbdev-test (fast mode)
-	cd nbs && $(TEST_ENV) ../$(BIN)/nbdev-test --n_workers 1 --timing
+	cd nbs && $(TEST_ENV) ../$(BIN)/nbdev-test --n-workers 1 --timing
 
 test-unit: install  ## pytest: tests/ and nbval over the notebooks (fast mode)
 	$(TEST_ENV) $(BIN)/pytest tests nbs --nbval-lax --nbval-current-env \

@@ -89,3 +89,9 @@ def test_types_and_explicit_fill(project):
     assert frame["total_charges"].isna().sum() == 0
     assert (frame.loc[frame["tenure"] == 0, "total_charges"] == 0).all()
     assert len(frame) == 7043
+
+
+def test_source_by_url(project, tmp_path):
+    source = write_csv(tmp_path / "remote.csv", pd.DataFrame({"x": [1, 2], "y": [0, 1]}))
+    placed = acquire(DataConfig(source=source.as_uri(), target="y", name="remote_copy"), project)
+    assert placed.name == "remote_copy.csv" and placed.read_bytes() == source.read_bytes()

