@@ -43,8 +43,9 @@ test: install  ## every test: notebooks (nbdev-test, nbval), package tests, note
 test-notebooks: install  ## run every notebook top to bottom with nbdev-test (fast mode)
 	cd nbs && $(TEST_ENV) ../$(BIN)/nbdev-test --n-workers 1 --timing
 
-test-unit: install  ## pytest: tests/ and nbval over the notebooks (fast mode)
-	$(TEST_ENV) $(BIN)/pytest tests nbs --nbval-lax --nbval-current-env \
+test-unit: install  ## pytest: tests/, and nbval over copies of the notebooks (fast mode)
+	rm -rf $(TEST_DIR)/nbval && $(BIN)/python tests/nbval_copies.py nbs $(TEST_DIR)/nbval
+	ML_PROJECT_ROOT=$(CURDIR) $(TEST_ENV) $(BIN)/pytest tests $(TEST_DIR)/nbval --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider -q
 
 lab: install  ## JupyterLab on the notebooks
