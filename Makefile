@@ -33,8 +33,8 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)  ## create .venv from the lock file (skipped when up to date)
 
-run: install  ## the main job: train the seed baseline (experiment_001), tracked in MLflow
-	$(BIN)/ml-project train --config configs/experiment_001.yaml
+run: install  ## the main job: churn (seed RF baseline, XGBoost) and Ames, tracked and registered in MLflow
+	$(BIN)/ml-project train -c configs/experiment_001.yaml -c configs/churn_xgboost.yaml -c configs/ames_random_forest.yaml
 
 test: install  ## every test: notebooks (nbdev-test, nbval), package tests, notebook/package sync
 	$(BIN)/ml-project data $(addprefix --config ,$(DEFAULT_CONFIGS))

@@ -34,22 +34,74 @@ def _known_errors():
 def _setup(mode: str | None):
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("ml_project").setLevel(logging.INFO)
+    for noisy in ("papermill", "alembic", "mlflow"): logging.getLogger(noisy).setLevel(logging.WARNING)
     from ml_project.config import get_settings
     return get_settings(**({"mode": mode} if mode else {}))
 
 
 @app.command()
-def train(config: ConfigOption, mode: ModeOption = None, set: SetOption = None):
-    "Train one experiment: data, validation, preprocessing, features, cross-validation, test evaluation, MLflow, models/."
+def train(config: Annotated[list[Path], typer.Option("--config", "-c", help="Experiment config(s) (YAML), e.g. configs/experiment_001.yaml")],
+          mode: ModeOption = None, set: SetOption = None):
+    "Train experiments: data, validation, features, cross-validation, test evaluation, MLflow run and registry, models/."
     try:
         settings = _setup(mode)
         from ml_project.config import load_config
-        from ml_project.training import format_summary, run_experiment
-        experiment = load_config(config, set)
-        result = run_experiment(experiment, settings)
+        from ml_project.training import format_summary, run_experiment, summary_table
+        experiments = [load_config(path, set) for path in config]  # every config is checked before anything runs
+        results = []
+        for experiment in experiments:
+            results.append(run_experiment(experiment, settings))
+            typer.echo(format_summary(results[-1], settings) + "\n")
     except _known_errors() as e:
         _fail(str(e).strip("'\""), 1)
-    typer.echo(format_summary(result, settings))
+    if len(results) > 1:
+        typer.echo("Summary (primary metric of each experiment):")
+        typer.echo(summary_table(results).round(4).to_string())
+
+
+@app.command()
+def evaluate(model: Annotated[Path, typer.Option("--model", help="A trained model's folder, e.g. models/experiment_001")],
+             out: Annotated[Optional[Path], typer.Option(help="Where to write the plots and report (default: <model>/evaluation)")] = None):
+    "Print a saved model's metrics on its test split and write the plots and a report."
+    try:
+        settings = _setup(None)
+        from ml_project.config import ExperimentConfig, get_settings
+        from ml_project.evaluation import evaluate_model, importance_table, write_report
+        from ml_project.features import features_and_target
+        from ml_project.training import load_model, prepare_data
+        pipeline, metadata = load_model(model, settings)  # checks the recorded sha256 before unpickling
+        config = ExperimentConfig.model_validate(metadata["config"])
+        settings = get_settings(mode=metadata["mode"], seed=metadata["seed"])
+        _, splits, _ = prepare_data(config, settings)
+        (X_valid, y_valid), (X_test, y_test) = (features_and_target(splits[k], config) for k in ("valid", "test"))
+        evaluation = evaluate_model(pipeline, X_test, y_test, config.data.task, X_valid, y_valid, config.evaluation.threshold_metric)
+        scoring = "roc_auc" if config.data.task == "classification" else "neg_root_mean_squared_error"
+        importance = importance_table(pipeline, X_test, y_test, scoring, config.evaluation.permutation_repeats, settings.seed)
+        files = write_report(evaluation, X_test, config, out or Path(model) / "evaluation", importance)
+    except _known_errors() as e:
+        _fail(str(e).strip("'\""), 1)
+    import pandas as pd
+    typer.echo(f"{config.experiment.name}: {len(X_test):,} test rows ({metadata['mode']} mode, data md5 {metadata['data_md5']})")
+    typer.echo(pd.Series(evaluation.metrics).round(4).to_frame("test").to_string())
+    if config.data.task == "classification":
+        typer.echo(f"\nconfusion matrix at threshold {evaluation.threshold if evaluation.threshold is not None else 'argmax'}:")
+        typer.echo(evaluation.confusion.to_string())
+    typer.echo(f"\nwrote {len(files)} files to {files[0].parent}: " + ", ".join(f.name for f in files))
+
+
+@app.command()
+def run(config: ConfigOption, mode: ModeOption = None, set: SetOption = None):
+    "Run the training and evaluation notebooks with papermill as one MLflow run; executed notebooks go to runs/<run id>/."
+    try:
+        settings = _setup(mode)
+        from ml_project.config import load_config
+        from ml_project.experiments import run_notebooks
+        experiment = load_config(config, set)
+        outcome = run_notebooks(config, experiment, settings, list(set or []))
+    except _known_errors() as e:
+        _fail(str(e).strip("'\""), 1)
+    typer.echo(outcome.message)
+    if not outcome.ok: raise typer.Exit(1)
 
 
 @app.command()

@@ -13,11 +13,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    "A copy of the project's settings, configs and raw data in a temporary root, selected via ML_PROJECT_ROOT."
+    "A copy of the project's settings, configs, notebooks and raw data in a temporary root, selected via ML_PROJECT_ROOT."
     root = tmp_path / "project"
     root.mkdir()
     shutil.copy(REPO / "settings.ini", root)
     shutil.copytree(REPO / "configs", root / "configs")
+    shutil.copytree(REPO / "nbs", root / "nbs", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     raw = root / "data" / "raw"
     raw.mkdir(parents=True)
     for f in (REPO / "data" / "raw").glob("*.csv*"):

@@ -47,3 +47,25 @@ def test_group_stats_unseen_group_and_missing_value():
     assert out.loc[0, "g_freq"] == 0.0
     assert out.loc[0, "v_vs_g_mean"] == pytest.approx(1.0 - encoder.overall_[("g", "v")])
     assert np.isnan(out.loc[1, "v_vs_g_mean"])  # left for the imputer, not invented here
+
+
+from ml_project.models import EarlyStoppingXGBClassifier, EarlyStoppingXGBRegressor
+from ml_project.neural import MLPClassifier, MLPRegressor
+
+
+@parametrize_with_checks([MLPClassifier(hidden_sizes=(16,), lr=0.01, max_epochs=60, progress=False),
+                          MLPRegressor(hidden_sizes=(16,), lr=0.01, max_epochs=60, progress=False)])
+def test_mlp_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("cls", [EarlyStoppingXGBClassifier, EarlyStoppingXGBRegressor])
+def test_early_stopping_xgboost_is_a_clean_estimator(cls):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 4))
+    y = (X[:, 0] > 0).astype(int) if cls is EarlyStoppingXGBClassifier else X[:, 0] * 3
+    model = cls(n_estimators=500, learning_rate=0.3, early_stopping_rounds=10, validation_fraction=0.2, random_state=0)
+    assert clone(model).get_params() == model.get_params()
+    model.fit(X, y)
+    assert model.best_iteration < 499  # stopped on its own held-out rows
+    assert "validation_fraction" not in model.get_xgb_params()
