@@ -19,7 +19,10 @@ TEST_ENV := ML_PROJECT_MODE=fast \
 
 DEFAULT_CONFIGS := configs/experiment_001.yaml configs/ames_random_forest.yaml
 
-.PHONY: help install run test test-notebooks test-nbval test-unit check-sync lab mlflow-ui lock clean
+DOCS_PORT ?= 8000
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help install browser run test test-notebooks test-unit lab mlflow-ui docs docs-serve readme lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -33,10 +36,14 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)  ## create .venv from the lock file (skipped when up to date)
 
+browser:  ## Chromium and ChromeDriver (Debian packages) for the docs site's browser test
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; }
+
 run: install  ## the main job: churn (seed RF baseline, XGBoost) and Ames, tracked and registered in MLflow
 	$(BIN)/ml-project train -c configs/experiment_001.yaml -c configs/churn_xgboost.yaml -c configs/ames_random_forest.yaml
 
-test: install  ## every test: notebooks (nbdev-test, nbval), package tests, notebook/package sync
+test: install browser  ## every test: notebooks (nbdev-test, nbval), package tests, sync, docs site in Chromium
 	$(BIN)/ml-project data $(addprefix --config ,$(DEFAULT_CONFIGS))
 	$(MAKE) --no-print-directory test-notebooks test-unit
 
@@ -51,6 +58,17 @@ test-unit: install  ## pytest: tests/, and nbval over copies of the notebooks (f
 lab: install  ## JupyterLab on the notebooks
 	$(BIN)/jupyter lab --notebook-dir=nbs
 
+docs: install  ## build the docs site from the notebooks and docs/ into _docs/ (offline)
+	$(BIN)/python docs/prepare.py
+	$(BIN)/sphinx-build -q -W --keep-going -c docs _proc _docs
+	@echo "docs site in _docs/: make docs-serve, then open http://127.0.0.1:$(DOCS_PORT)"
+
+docs-serve: docs  ## serve the docs site on http://127.0.0.1:8000 (DOCS_PORT=...)
+	$(BIN)/python -m http.server $(DOCS_PORT) --bind 127.0.0.1 --directory _docs
+
+readme: install  ## regenerate README.md from nbs/index.ipynb (the home page)
+	$(BIN)/python docs/prepare.py --readme
+
 mlflow-ui: install  ## the MLflow UI on http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
@@ -62,5 +80,5 @@ lock:  ## re-resolve the environment from pyproject.toml into requirements.lock
 	  .lock-venv/bin/python -m pip freeze --all --exclude-editable | grep -v '^pip==' | sed 's/^torch==2.13.0+cpu$$/torch==2.13.0/' ) > requirements.lock
 	rm -rf .lock-venv
 
-clean:  ## remove the virtual environment and test outputs (never data/raw, mlflow.db or models/)
-	rm -rf $(VENV) $(TEST_DIR) .lock-venv
+clean:  ## remove the virtual environment, docs build and test outputs (never data/raw, mlflow.db or models/)
+	rm -rf $(VENV) $(TEST_DIR) .lock-venv _proc _docs

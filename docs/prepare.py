@@ -1,0 +1,111 @@
+"""Prepare the docs site's sources: notebooks processed the nbdev way, plus the hand-written pages.
+
+    python docs/prepare.py [--out _proc]     # then: sphinx-build -c docs _proc _docs
+    python docs/prepare.py --readme          # rewrite README.md from nbs/index.ipynb
+
+For each notebook in nbs/ (in lifecycle order): `#| hide` cells are removed, directives are stripped,
+stderr output (progress bars, log lines) is dropped, and after every `#| export` cell an API reference
+entry (signature and docstring) is added for each public function and class it defines. The home page is
+nbs/index.ipynb with the site's table of contents; README.md is generated from the same notebook.
+"""
+import argparse
+import ast
+import importlib
+import inspect
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+NBS, DOCS = ROOT / "nbs", ROOT / "docs"
+HAND_WRITTEN = ["requirements.md", "architecture.md", "operations.md"]  # in sidebar order, after the notebooks
+_DIRECTIVE = re.compile(r"^\s*#\|\s*(\S+)(.*)$")
+
+
+def directives(source: str) -> dict[str, str]:
+    return {m.group(1): m.group(2).strip() for m in map(_DIRECTIVE.match, source.splitlines()) if m}
+
+
+def strip_directives(source: str) -> str:
+    return "\n".join(l for l in source.splitlines() if not _DIRECTIVE.match(l)).strip("\n")
+
+
+def api_entry(obj, name: str) -> str:
+    "Markdown for one public symbol: a heading (anchor and search term), the signature, the docstring."
+    kind = "class" if inspect.isclass(obj) else "function"
+    try: signature = f"{name}{inspect.signature(obj, eval_str=True)}"
+    except Exception:  # a builtin, or an annotation that does not evaluate here
+        try: signature = f"{name}{inspect.signature(obj)}"
+        except (TypeError, ValueError): signature = name
+    own = vars(obj).get("__doc__") if inspect.isclass(obj) else obj.__doc__  # not a base class's (pydantic's is long)
+    doc = inspect.cleandoc(own) if own else ""
+    return f"#### `{name}`\n\n```python\n{kind} {signature}\n```\n\n{doc}\n"
+
+
+def defined_names(source: str) -> list[str]:
+    try: tree = ast.parse(source)
+    except SyntaxError: return []
+    return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))]
+
+
+def process(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    module = None
+    cells = []
+    for cell in nb.cells:
+        flags = directives(cell.source) if cell.cell_type == "code" else {}
+        if "default_exp" in flags:
+            module = importlib.import_module(f"ml_project.{flags['default_exp']}")
+            continue
+        if "hide" in flags: continue
+        if cell.cell_type == "code":
+            cell.source = strip_directives(cell.source)
+            cell.outputs = [o for o in cell.get("outputs", []) if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+            cell.metadata = {}
+        cells.append(cell)
+        if "export" in flags and module is not None:
+            public = set(getattr(module, "__all__", []))
+            entries = [api_entry(getattr(module, n), n) for n in defined_names(cell.source) if n in public]
+            if entries: cells.append(nbformat.v4.new_markdown_cell("\n".join(entries)))
+    nb.cells = cells
+    return nb
+
+
+def toc(pages: list[str]) -> nbformat.NotebookNode:
+    listing = "\n".join(pages)
+    return nbformat.v4.new_markdown_cell(f"```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{listing}\n```")
+
+
+def prepare(out: Path):
+    if out.exists(): shutil.rmtree(out)
+    out.mkdir(parents=True)
+    notebooks = sorted(p for p in NBS.glob("*.ipynb") if p.name != "index.ipynb")
+    for path in notebooks:
+        nbformat.write(process(nbformat.read(path, as_version=4)), out / path.name)
+    for page in HAND_WRITTEN: shutil.copy(DOCS / page, out / page)
+    index = process(nbformat.read(NBS / "index.ipynb", as_version=4))
+    index.cells.append(toc([p.stem for p in notebooks] + [Path(p).stem for p in HAND_WRITTEN]))
+    nbformat.write(index, out / "index.ipynb")
+    return [out / p.name for p in notebooks]
+
+
+def readme_text() -> str:
+    "README.md: the home page notebook's markdown, with a note saying where it comes from."
+    nb = nbformat.read(NBS / "index.ipynb", as_version=4)
+    parts = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    note = "<!-- Generated from nbs/index.ipynb by `make readme`: edit the notebook, not this file. -->"
+    return note + "\n\n" + "\n\n".join(parts).strip() + "\n"
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "_proc")
+    parser.add_argument("--readme", action="store_true", help="write README.md from nbs/index.ipynb instead")
+    args = parser.parse_args()
+    if args.readme:
+        (ROOT / "README.md").write_text(readme_text())
+        print("wrote README.md from nbs/index.ipynb")
+    else:
+        written = prepare(args.out)
+        print(f"prepared {len(written)} notebooks, {len(HAND_WRITTEN)} pages and the home page in {args.out}")

@@ -1,0 +1,128 @@
+"""The docs site: built from the notebooks, served on localhost, and read in headless Chromium like a person would."""
+import functools
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urldefrag, urljoin, urlparse
+from urllib.request import urlopen
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CI"),
+                                reason="needs Debian's chromium and chromium-driver (make browser)")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    "Build the site the way `make docs` does, into a temporary folder, and serve it on a free localhost port."
+    work = tmp_path_factory.mktemp("docs")
+    for args in ([sys.executable, "docs/prepare.py", "--out", str(work / "proc")],
+                 [sys.executable, "-m", "sphinx", "-q", "-W", "--keep-going", "-c", "docs", str(work / "proc"), str(work / "html")]):
+        done = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args): pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(work / "html")))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", work / "html"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager look for a driver online
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
+                 "--no-first-run", "--disable-component-update", "--disable-sync", "--window-size=1300,1800"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    yield driver
+    driver.quit()
+
+
+class _Ids(HTMLParser):
+    def __init__(self):
+        super().__init__(); self.ids = set()
+    def handle_starttag(self, tag, attrs):
+        self.ids.update(v for k, v in attrs if k == "id" and v)
+
+
+def _pages(html: Path) -> list[str]:
+    return sorted(str(p.relative_to(html)) for p in html.glob("*.html"))
+
+
+def test_every_page_loads_cleanly(site, browser):
+    base, html = site
+    notebooks = sorted(p.stem for p in (REPO / "nbs").glob("[0-9]*.ipynb"))
+    pages = _pages(html)
+    for expected in ["index", *notebooks, "requirements", "architecture", "operations"]:
+        assert f"{expected}.html" in pages, f"no page for {expected}"
+    links, problems = set(), []
+    shots = REPO / ".test-runs" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    for page in pages:
+        browser.get(base + page)
+        title = browser.title
+        if not title.strip() or "ml-project" not in title: problems.append(f"{page}: title {title!r}")
+        severe = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        if severe: problems.append(f"{page}: console errors {severe}")
+        broken = browser.execute_script(
+            "return [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
+        if broken: problems.append(f"{page}: images that did not load {broken}")
+        hrefs = browser.execute_script("return [...document.querySelectorAll('a[href]')].map(a => a.href)")
+        links.update(h for h in hrefs if urlparse(h).netloc == urlparse(base).netloc)
+        if page in ("index.html", "07_evaluation.html"): browser.save_screenshot(str(shots / page.replace(".html", ".png")))
+    ids = {}
+    for link in sorted(links):
+        url, fragment = urldefrag(link)
+        try:
+            with urlopen(url) as response: body = response.read().decode("utf-8", "replace")
+        except Exception as e:
+            problems.append(f"broken link {link}: {e}"); continue
+        if fragment and url.endswith(".html"):
+            if url not in ids: parser = _Ids(); parser.feed(body); ids[url] = parser.ids
+            if fragment not in ids[url]: problems.append(f"broken anchor {link}")
+    assert not problems, "\n".join(problems)
+    assert len(links) > 20
+
+
+def test_plots_are_on_the_pages(site, browser):
+    base, _ = site
+    for page, at_least in (("02_eda.html", 5), ("07_evaluation.html", 4)):
+        browser.get(base + page)
+        shown = browser.execute_script("return [...document.images].filter(i => i.naturalWidth > 100).length")
+        assert shown >= at_least, f"{page}: {shown} plots"
+
+
+def test_api_reference_and_search(site, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    base, _ = site
+    browser.get(base + "01_data.html")
+    headings = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "h2 code, h3 code, h4 code")]
+    assert "load_dataset" in headings and "verify_raw" in headings
+    assert "Acquire (once), verify, read, validate and type" in browser.page_source
+    assert "#| export" not in browser.page_source and "#| hide" not in browser.page_source
+    browser.get(base + "search.html?q=load_dataset")
+    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "ul.search li a"))
+    results = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "ul.search li a")]
+    assert any(r.split("#")[0].endswith("01_data.html") for r in results), results
+
+
+def test_hidden_cells_stay_out_of_the_site(site):
+    _, html = site
+    text = (html / "00_config.html").read_text()
+    assert "test_fail" not in text and "test_eq" not in text  # the #| hide test cells
+    assert re.search(r"load_config", text)
