@@ -41,7 +41,7 @@ def api_entry(obj, name: str) -> str:
         except (TypeError, ValueError): signature = name
     own = vars(obj).get("__doc__") if inspect.isclass(obj) else obj.__doc__  # not a base class's (pydantic's is long)
     doc = inspect.cleandoc(own) if own else ""
-    return f"#### `{name}`\n\n```python\n{kind} {signature}\n```\n\n{doc}\n"
+    return f"(api-{name})=\n#### `{name}`\n\n```python\n{kind} {signature}\n```\n\n{doc}\n"
 
 
 def defined_names(source: str) -> list[str]:
@@ -50,7 +50,25 @@ def defined_names(source: str) -> list[str]:
     return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))]
 
 
-def process(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+def public_symbols() -> set[str]:
+    "Every name the notebook-exported modules list in `__all__`."
+    names = set()
+    for path in NBS.glob("*.ipynb"):
+        for cell in nbformat.read(path, as_version=4).cells:
+            module = directives(cell.source).get("default_exp") if cell.cell_type == "code" else None
+            if module: names.update(getattr(importlib.import_module(f"ml_project.{module}"), "__all__", []))
+    return names
+
+_CODE_SPAN = re.compile(r"(?<![\[`])`([A-Za-z_][A-Za-z0-9_]*)`(?![`\]])")
+
+def link_symbols(markdown: str, symbols: set[str]) -> str:
+    "Turn `name` into a link to its API entry when `name` is a public symbol (outside code blocks)."
+    parts = re.split(r"(```.*?```)", markdown, flags=re.S)
+    return "".join(p if p.startswith("```") else _CODE_SPAN.sub(
+        lambda m: f"[`{m.group(1)}`](project:#api-{m.group(1)})" if m.group(1) in symbols else m.group(0), p) for p in parts)
+
+
+def process(nb: nbformat.NotebookNode, symbols: set[str] = frozenset()) -> nbformat.NotebookNode:
     module = None
     cells = []
     for cell in nb.cells:
@@ -59,6 +77,7 @@ def process(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             module = importlib.import_module(f"ml_project.{flags['default_exp']}")
             continue
         if "hide" in flags: continue
+        if cell.cell_type == "markdown": cell.source = link_symbols(cell.source, symbols)
         if cell.cell_type == "code":
             cell.source = strip_directives(cell.source)
             cell.outputs = [o for o in cell.get("outputs", []) if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
@@ -81,10 +100,11 @@ def prepare(out: Path):
     if out.exists(): shutil.rmtree(out)
     out.mkdir(parents=True)
     notebooks = sorted(p for p in NBS.glob("*.ipynb") if p.name != "index.ipynb")
+    symbols = public_symbols()
     for path in notebooks:
-        nbformat.write(process(nbformat.read(path, as_version=4)), out / path.name)
-    for page in HAND_WRITTEN: shutil.copy(DOCS / page, out / page)
-    index = process(nbformat.read(NBS / "index.ipynb", as_version=4))
+        nbformat.write(process(nbformat.read(path, as_version=4), symbols), out / path.name)
+    for page in HAND_WRITTEN: (out / page).write_text(link_symbols((DOCS / page).read_text(), symbols))
+    index = process(nbformat.read(NBS / "index.ipynb", as_version=4), symbols)
     index.cells.append(toc([p.stem for p in notebooks] + [Path(p).stem for p in HAND_WRITTEN]))
     nbformat.write(index, out / "index.ipynb")
     return [out / p.name for p in notebooks]

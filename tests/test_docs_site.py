@@ -115,6 +115,9 @@ def test_api_reference_and_search(site, browser):
     assert "load_dataset" in headings and "verify_raw" in headings
     assert "Acquire (once), verify, read, validate and type" in browser.page_source
     assert "#| export" not in browser.page_source and "#| hide" not in browser.page_source
+    browser.get(base + "architecture.html")
+    api_links = browser.execute_script("return [...document.querySelectorAll('a[href*=\"#api-\"]')].map(a => a.href)")
+    assert any("01_data.html#api-load-dataset" in h for h in api_links), api_links  # resolved by the link check above
     browser.get(base + "search.html?q=load_dataset")
     WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "ul.search li a"))
     results = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "ul.search li a")]
