@@ -56,7 +56,7 @@ test-unit: install  ## pytest: tests/, and nbval over copies of the notebooks (f
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider -q
 
 lab: install  ## JupyterLab on the notebooks
-	$(BIN)/jupyter lab --notebook-dir=nbs
+	$(BIN)/jupyter lab --notebook-dir=nbs $(if $(SUDO),,--allow-root)
 
 docs: install  ## build the docs site from the notebooks and docs/ into _docs/ (offline)
 	$(BIN)/python docs/prepare.py
