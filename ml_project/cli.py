@@ -66,7 +66,7 @@ def evaluate(model: Annotated[Path, typer.Option("--model", help="A trained mode
     try:
         settings = _setup(None)
         from ml_project.config import ExperimentConfig, get_settings
-        from ml_project.evaluation import evaluate_model, importance_table, permutation_repeats, write_report
+        from ml_project.evaluation import evaluate_and_report
         from ml_project.features import features_and_target
         from ml_project.training import load_model, prepare_data
         pipeline, metadata = load_model(model, settings)  # checks the recorded sha256 before unpickling
@@ -74,10 +74,8 @@ def evaluate(model: Annotated[Path, typer.Option("--model", help="A trained mode
         settings = get_settings(mode=metadata["mode"], seed=metadata["seed"])
         _, splits, _ = prepare_data(config, settings)
         (X_valid, y_valid), (X_test, y_test) = (features_and_target(splits[k], config) for k in ("valid", "test"))
-        evaluation = evaluate_model(pipeline, X_test, y_test, config.data.task, X_valid, y_valid, config.evaluation.threshold_metric)
-        scoring = "roc_auc" if config.data.task == "classification" else "neg_root_mean_squared_error"
-        importance = importance_table(pipeline, X_test, y_test, scoring, permutation_repeats(config, settings), settings.seed)
-        files = write_report(evaluation, X_test, config, out or Path(model) / "evaluation", importance)
+        evaluation, _, files = evaluate_and_report(pipeline, X_test, y_test, X_valid, y_valid, config, settings,
+                                                   out or Path(model) / "evaluation")
     except _known_errors() as e:
         _fail(str(e).strip("'\""), 1)
     import pandas as pd
