@@ -9,7 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-EXPERIMENT_NOTEBOOKS = ["02_eda.ipynb", "06_training.ipynb", "07_evaluation.ipynb"]  # papermill runs these with parameters
+EXPERIMENT_NOTEBOOKS = ["02_eda.ipynb", "06_training.ipynb", "07_evaluation.ipynb", "08_tuning.ipynb"]  # papermill runs these with parameters
 
 
 @pytest.fixture(scope="module")
