@@ -93,3 +93,13 @@ def test_train_registers_and_evaluate_reports(project):
 def test_evaluate_refuses_a_model_outside_models(project, tmp_path):
     result = runner.invoke(app, ["evaluate", "--model", str(tmp_path)])
     assert result.exit_code == 1 and "models load only from" in result.output
+
+
+def test_fast_mode_caps_the_networks_epochs(project):
+    from ml_project.config import config_path
+    from ml_project.training import fast_caps
+    config = load_config(project.configs_dir / "churn_mlp.yaml")
+    capped = fast_caps(config, project)
+    assert capped.model.params["max_epochs"] == project.fast_max_epochs and config.model.params["max_epochs"] == 60
+    assert config_path(capped) == config_path(config)  # the run still logs the config file
+    assert fast_caps(config, get_settings(mode="careful")) is config
