@@ -17,19 +17,12 @@ import shutil
 from pathlib import Path
 
 import nbformat
+from nbdev.process import NBProcessor
+from nbdev.processors import hide_
 
 ROOT = Path(__file__).resolve().parent.parent
 NBS, DOCS = ROOT / "nbs", ROOT / "docs"
 HAND_WRITTEN = ["requirements.md", "architecture.md", "operations.md"]  # in sidebar order, after the notebooks
-_DIRECTIVE = re.compile(r"^\s*#\|\s*(\S+)(.*)$")
-
-
-def directives(source: str) -> dict[str, str]:
-    return {m.group(1): m.group(2).strip() for m in map(_DIRECTIVE.match, source.splitlines()) if m}
-
-
-def strip_directives(source: str) -> str:
-    return "\n".join(l for l in source.splitlines() if not _DIRECTIVE.match(l)).strip("\n")
 
 
 def api_entry(obj, name: str) -> str:
@@ -51,13 +44,9 @@ def defined_names(source: str) -> list[str]:
 
 
 def public_symbols() -> set[str]:
-    "Every name the notebook-exported modules list in `__all__`."
-    names = set()
-    for path in NBS.glob("*.ipynb"):
-        for cell in nbformat.read(path, as_version=4).cells:
-            module = directives(cell.source).get("default_exp") if cell.cell_type == "code" else None
-            if module: names.update(getattr(importlib.import_module(f"ml_project.{module}"), "__all__", []))
-    return names
+    "Every name the notebook-exported modules (those in nbdev's index) list in `__all__`."
+    from ml_project._modidx import d
+    return {name for module in d["syms"] for name in getattr(importlib.import_module(module), "__all__", [])}
 
 _CODE_SPAN = re.compile(r"(?<![\[`])`([A-Za-z_][A-Za-z0-9_]*)`(?![`\]])")
 
@@ -68,18 +57,19 @@ def link_symbols(markdown: str, symbols: set[str]) -> str:
         lambda m: f"[`{m.group(1)}`](project:#api-{m.group(1)})" if m.group(1) in symbols else m.group(0), p) for p in parts)
 
 
-def process(nb: nbformat.NotebookNode, symbols: set[str] = frozenset()) -> nbformat.NotebookNode:
-    module = None
-    cells = []
-    for cell in nb.cells:
-        flags = directives(cell.source) if cell.cell_type == "code" else {}
+def process(path: Path, symbols: set[str] = frozenset()) -> nbformat.NotebookNode:
+    "nbdev's own processing (directives parsed and stripped, `#| hide` cells dropped), then our additions."
+    processor = NBProcessor(path, procs=[hide_], rm_directives=True)
+    processor.process()
+    module, cells = None, []
+    for cell in processor.nb.cells:
+        flags = cell.get("directives_") or {}
         if "default_exp" in flags:
             module = importlib.import_module(f"ml_project.{flags['default_exp']}")
             continue
-        if "hide" in flags: continue
+        cell = nbformat.from_dict({k: v for k, v in cell.items() if not k.endswith("_")})  # drop nbdev's bookkeeping
         if cell.cell_type == "markdown": cell.source = link_symbols(cell.source, symbols)
         if cell.cell_type == "code":
-            cell.source = strip_directives(cell.source)
             cell.outputs = [o for o in cell.get("outputs", []) if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
             cell.metadata = {}
         cells.append(cell)
@@ -87,7 +77,8 @@ def process(nb: nbformat.NotebookNode, symbols: set[str] = frozenset()) -> nbfor
             public = set(getattr(module, "__all__", []))
             entries = [api_entry(getattr(module, n), n) for n in defined_names(cell.source) if n in public]
             if entries: cells.append(nbformat.v4.new_markdown_cell("\n".join(entries)))
-    nb.cells = cells
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata = nbformat.from_dict(dict(processor.nb.get("metadata", {})))
     return nb
 
 
@@ -102,9 +93,9 @@ def prepare(out: Path):
     notebooks = sorted(p for p in NBS.glob("*.ipynb") if p.name != "index.ipynb")
     symbols = public_symbols()
     for path in notebooks:
-        nbformat.write(process(nbformat.read(path, as_version=4), symbols), out / path.name)
+        nbformat.write(process(path, symbols), out / path.name)
     for page in HAND_WRITTEN: (out / page).write_text(link_symbols((DOCS / page).read_text(), symbols))
-    index = process(nbformat.read(NBS / "index.ipynb", as_version=4), symbols)
+    index = process(NBS / "index.ipynb", symbols)
     index.cells.append(toc([p.stem for p in notebooks] + [Path(p).stem for p in HAND_WRITTEN]))
     nbformat.write(index, out / "index.ipynb")
     return [out / p.name for p in notebooks]
