@@ -77,6 +77,18 @@ def text_features(X: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return X
 
 # %% ../nbs/04_features.ipynb #1318373e
+def _lookup(values: pd.Series, table: pd.Series, default: float) -> np.ndarray:
+    "`table[value]` for each value, as floats; `default` for a value (missing, or a category unseen in fit) or an entry absent from it."
+    known = table.to_numpy(dtype=float, na_value=np.nan)
+    if isinstance(values.dtype, pd.CategoricalDtype):  # look up each category once, then index by the codes
+        at = table.index.get_indexer(values.cat.categories)
+        found = np.append(np.where(at >= 0, known[at], default), default)[values.cat.codes.to_numpy()]
+    else:
+        at = table.index.get_indexer(values)
+        found = np.where(at >= 0, known[at], default)
+    return np.where(np.isnan(found), default, found)
+
+# %% ../nbs/04_features.ipynb #31ba822a
 class GroupStatsEncoder(TransformerMixin, BaseEstimator):
     "For each `(group, value)` in `pairs`: add `{value}_vs_{group}_mean` (value minus the group's training mean) and `{group}_freq` (its training share)."
     def __init__(self, pairs: list[tuple[str, str]] = ()):
@@ -94,12 +106,11 @@ class GroupStatsEncoder(TransformerMixin, BaseEstimator):
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         check_is_fitted(self)
-        X = X.copy()
+        added = {}
         for (g, v), means in self.means_.items():
-            group = X[g].astype(object)  # plain values: an unseen category maps to NaN instead of failing
-            X[f"{v}_vs_{g}_mean"] = X[v] - group.map(means).astype(float).fillna(self.overall_[(g, v)])
-            X[f"{g}_freq"] = group.map(self.freqs_[g]).astype(float).fillna(0.0)  # an unseen group was never seen: 0
-        return X
+            added[f"{v}_vs_{g}_mean"] = X[v].to_numpy(dtype=float, na_value=np.nan) - _lookup(X[g], means, self.overall_[(g, v)])
+            added[f"{g}_freq"] = _lookup(X[g], self.freqs_[g], 0.0)  # an unseen group was never seen: 0
+        return X.assign(**added)
 
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self)

@@ -91,8 +91,10 @@ def build_estimator(model: ModelConfig, task: str, seed: int = 42):
 
 def build_pipeline(config: ExperimentConfig, seed: int = 42) -> Pipeline:
     "Features, preprocessing and the estimator as one pipeline: raw rows in, predictions out."
-    return Pipeline([*feature_steps(config.features),
-                     ("preprocess", build_preprocessor(config.preprocessing, config.features)),
+    # The estimator gets a float array: XGBoost converts a DataFrame for every fit (17 ms of a 150 ms churn fit);
+    # the names stay available from `pipeline[:-1].get_feature_names_out()`.
+    preprocess = build_preprocessor(config.preprocessing, config.features).set_output(transform="default")
+    return Pipeline([*feature_steps(config.features), ("preprocess", preprocess),
                      ("model", build_estimator(config.model, config.data.task, seed))])
 
 # %% ../nbs/05_models.ipynb #2bdf2304

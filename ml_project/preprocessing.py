@@ -13,13 +13,13 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.compose import ColumnTransformer, make_column_selector
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, OneHotEncoder, OrdinalEncoder, RobustScaler, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, OrdinalEncoder, RobustScaler, StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .config import FeaturesConfig, PreprocessingConfig
 
 # %% auto #0
-__all__ = ['CATEGORICAL_DTYPES', 'IQRClipper', 'numeric_steps', 'categorical_steps', 'build_preprocessor']
+__all__ = ['CATEGORICAL_DTYPES', 'IQRClipper', 'PandasOneHotEncoder', 'numeric_steps', 'categorical_steps', 'build_preprocessor']
 
 # %% ../nbs/03_preprocessing.ipynb #2afd745f
 class IQRClipper(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
@@ -46,6 +46,113 @@ class IQRClipper(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return tags
 
 # %% ../nbs/03_preprocessing.ipynb #b3abce9d
+def _level_counts(column: pd.Series) -> tuple[dict, int]:
+    "Rows per observed level, and rows missing; a pandas categorical is counted from its codes (no hashing)."
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        counts = np.bincount(column.cat.codes.to_numpy() + 1, minlength=len(column.cat.categories) + 1)
+        return {level: int(c) for level, c in zip(column.cat.categories, counts[1:]) if c}, int(counts[0])
+    counts = column.value_counts(dropna=False, sort=False)
+    missing = counts.index.isna()
+    return dict(zip(counts.index[~missing], counts[~missing].tolist())), int(counts[missing].sum())
+
+def _known_codes(column: pd.Series, levels) -> np.ndarray:
+    "Each category of a pandas categorical `column` as its position in `levels`, -1 when not among them."
+    return pd.Index(levels, dtype=object).get_indexer(column.cat.categories.astype(object))
+
+class PandasOneHotEncoder(TransformerMixin, BaseEstimator):
+    """`OneHotEncoder(sparse_output=False)`'s output and feature names, computed from pandas category codes.
+
+    Levels are sorted and a missing value seen in `fit` is a level of its own; with `max_categories`, the rarest
+    levels share one `<column>_infrequent_sklearn` column, which is also where a level unseen in `fit` goes (else nowhere)."""
+    def __init__(self, max_categories: int | None = None):
+        self.max_categories = max_categories
+
+    def _frame(self, X, reset: bool) -> pd.DataFrame:
+        "Check the input as scikit-learn does (names, width, shape); a DataFrame is not copied into an array."
+        if isinstance(X, pd.DataFrame):
+            validate_data(self, X, skip_check_array=True, reset=reset)
+            if X.shape[0] == 0: raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required.")
+            return X
+        return pd.DataFrame(validate_data(self, X, dtype=None, ensure_all_finite="allow-nan", reset=reset))
+
+    def fit(self, X, y=None):
+        if self.max_categories is not None and self.max_categories < 2:
+            raise ValueError(f"max_categories must be at least 2, got {self.max_categories}")
+        X = self._frame(X, reset=True)
+        self.categories_, self.infrequent_categories_, self._kept = [], [], []
+        for j in range(X.shape[1]):
+            count_of, n_missing = _level_counts(X.iloc[:, j])
+            try: levels = sorted(count_of)
+            except TypeError: raise TypeError(f"column {X.columns[j]!r}: each value must be a string or a number, of one kind") from None
+            n = [count_of[v] for v in levels] + ([n_missing] if n_missing else [])
+            levels = levels + ([np.nan] if n_missing else [])
+            infrequent = np.zeros(len(levels), bool)
+            if self.max_categories is not None and len(levels) >= self.max_categories:  # scikit-learn counts the shared column too
+                # as scikit-learn: the rarest levels, ties broken by sort order, beyond max_categories - 1 frequent ones
+                infrequent[np.argsort(n, kind="mergesort")[:len(levels) - self.max_categories + 1]] = True
+            self.categories_.append(np.array(levels, dtype=object))
+            self.infrequent_categories_.append(self.categories_[-1][infrequent] if infrequent.any() else None)
+            self._kept.append(infrequent)
+        # The usual case, new rows with the training's categorical dtype, becomes one lookup per column.
+        slots = self._slots()[0]
+        self._lookups = [(column.dtype, self._lookup(column, j, slots[j])) if isinstance(column.dtype, pd.CategoricalDtype) else None
+                         for j, (_, column) in enumerate(X.items())]
+        return self
+
+    def _slots(self):
+        "Per input column: the output column of each level (infrequent ones share the last), of an unseen level (-1: none), and of a missing value."
+        start, slots = 0, []
+        for levels, infrequent in zip(self.categories_, self._kept):
+            n_frequent = int((~infrequent).sum())
+            position = start + np.where(~infrequent, np.cumsum(~infrequent) - 1, n_frequent)
+            unseen = start + n_frequent if infrequent.any() else -1
+            missing = position[-1] if len(levels) and pd.isna(levels[-1]) else unseen
+            slots.append((position, unseen, missing))
+            start += n_frequent + int(infrequent.any())
+        return slots, start
+
+    def _lookup(self, column: pd.Series, j: int, slots) -> np.ndarray:
+        "For a pandas categorical column: the output column of each category code, the last entry for code -1 (missing)."
+        position, unseen, missing = slots
+        levels = self.categories_[j]
+        known = _known_codes(column, levels[:-1] if len(levels) and pd.isna(levels[-1]) else levels)
+        return np.append(np.where(known >= 0, position[known], unseen), missing)
+
+    def transform(self, X):
+        check_is_fitted(self, "categories_")
+        X = self._frame(X, reset=False)
+        slots, width = self._slots()
+        out = np.zeros((X.shape[0], width))
+        rows = np.arange(X.shape[0])
+        for j, ((_, column), (position, unseen, missing), cached) in enumerate(zip(X.items(), slots, self._lookups)):
+            if isinstance(column.dtype, pd.CategoricalDtype):
+                lookup = cached[1] if cached is not None and column.dtype == cached[0] else self._lookup(column, j, slots[j])
+                target = lookup[column.cat.codes.to_numpy()]
+            else:
+                levels = self.categories_[j]
+                codes = pd.Categorical(column, categories=levels[:-1] if len(levels) and pd.isna(levels[-1]) else levels).codes
+                target = np.where(codes >= 0, position[codes], unseen)
+                target[column.isna().to_numpy()] = missing
+            hit = target >= 0
+            out[rows[hit], target[hit]] = 1.0
+        return out
+
+    def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self, "categories_")
+        if input_features is None:
+            input_features = getattr(self, "feature_names_in_", [f"x{i}" for i in range(self.n_features_in_)])
+        names = []
+        for feature, levels, infrequent in zip(input_features, self.categories_, self._kept):
+            names += [f"{feature}_{level}" for level in levels[~infrequent]]
+            if infrequent.any(): names.append(f"{feature}_infrequent_sklearn")
+        return np.asarray(names, dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = tags.input_tags.categorical = tags.input_tags.string = True
+        return tags
+
+# %% ../nbs/03_preprocessing.ipynb #d87571cb
 _SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler, "robust": RobustScaler}
 CATEGORICAL_DTYPES = ["category", "object", "string", "bool"]
 
@@ -62,8 +169,7 @@ def numeric_steps(cfg: PreprocessingConfig) -> Pipeline:
 def categorical_steps(cfg: PreprocessingConfig) -> Pipeline:
     "Encode categories; a missing value is its own category (`constant`) or the most frequent one."
     if cfg.encoding == "onehot":
-        encode = OneHotEncoder(handle_unknown="infrequent_if_exist" if cfg.max_categories else "ignore",
-                               max_categories=cfg.max_categories, sparse_output=False)
+        encode = PandasOneHotEncoder(max_categories=cfg.max_categories)
     else:
         encode = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
     if cfg.categorical_impute == "constant": return Pipeline([("encode", encode)])  # both encoders treat missing as a category

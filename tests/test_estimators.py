@@ -9,10 +9,10 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from ml_project.features import GroupStatsEncoder
-from ml_project.preprocessing import IQRClipper
+from ml_project.preprocessing import IQRClipper, PandasOneHotEncoder
 
 
-@parametrize_with_checks([IQRClipper(), IQRClipper(factor=3.0)])
+@parametrize_with_checks([IQRClipper(), IQRClipper(factor=3.0), PandasOneHotEncoder(), PandasOneHotEncoder(max_categories=3)])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -69,3 +69,75 @@ def test_early_stopping_xgboost_is_a_clean_estimator(cls):
     model.fit(X, y)
     assert model.best_iteration < 499  # stopped on its own held-out rows
     assert "validation_fraction" not in model.get_xgb_params()
+
+
+def _categorical_tables(seed=0, n=300):
+    "Training and new rows with every kind of categorical column: strings with missing values, pandas categoricals, bools, numbers."
+    rng = np.random.default_rng(seed)
+    plan = rng.choice(["basic", "pro", "team", "gold", None], n, p=[.5, .2, .15, .1, .05])
+    train = pd.DataFrame({"plan": plan.astype(object), "plan_cat": pd.Categorical(plan, categories=["team", "pro", "basic", "gold", "unused"]),
+                          "flag": rng.choice([True, False], n), "rating": rng.choice([1.0, 2.0, 3.0, np.nan], n)})
+    new = pd.DataFrame({"plan": ["platinum", None, "basic", "gold"],
+                        "plan_cat": pd.Categorical(["platinum", None, "basic", "gold"], categories=["gold", "basic", "platinum"]),
+                        "flag": [True, False, True, True], "rating": [7.0, np.nan, 1.0, 3.0]})
+    return train, new
+
+
+@pytest.mark.parametrize("max_categories", [None, 2, 3, 4, 30])
+def test_pandas_one_hot_matches_scikit_learn(max_categories):
+    # The same columns, names and values as OneHotEncoder for each kind of column, seen and unseen levels, and missing values.
+    from sklearn.preprocessing import OneHotEncoder
+    train, new = _categorical_tables()
+    ours = PandasOneHotEncoder(max_categories=max_categories).fit(train)
+    theirs = OneHotEncoder(max_categories=max_categories, sparse_output=False,
+                           handle_unknown="infrequent_if_exist" if max_categories else "ignore").fit(train)
+    assert list(ours.get_feature_names_out()) == list(theirs.get_feature_names_out())
+    for X in [train, new, new.to_numpy()]:
+        np.testing.assert_array_equal(ours.transform(X), theirs.transform(X))
+    for mine, sk in zip(ours.categories_, theirs.categories_):
+        assert [str(v) for v in mine] == [str(v) for v in sk]
+
+
+def test_pandas_one_hot_matches_on_the_shipped_data(project):
+    from sklearn.preprocessing import OneHotEncoder
+    from ml_project.config import get_settings, load_config
+    from ml_project.data import load_dataset
+    settings = get_settings()
+    for name in ["experiment_001.yaml", "ames_random_forest.yaml"]:
+        frame = load_dataset(load_config(settings.configs_dir / name), settings).frame
+        X = frame.select_dtypes(include=["category", "object", "string", "bool"])
+        train, test = X.iloc[::2], X.iloc[1::2]
+        ours = PandasOneHotEncoder(max_categories=10).fit(train)
+        theirs = OneHotEncoder(max_categories=10, handle_unknown="infrequent_if_exist", sparse_output=False).fit(train)
+        assert list(ours.get_feature_names_out()) == list(theirs.get_feature_names_out())
+        np.testing.assert_array_equal(ours.transform(test), theirs.transform(test))
+
+
+def test_pandas_one_hot_errors_and_contract():
+    train, new = _categorical_tables()
+    with pytest.raises(ValueError, match="max_categories must be at least 2"):
+        PandasOneHotEncoder(max_categories=1).fit(train)
+    with pytest.raises(NotFittedError):
+        PandasOneHotEncoder().transform(train)
+    encoder = PandasOneHotEncoder().fit(train)
+    with pytest.raises(ValueError, match="yet now missing:\n- flag"):
+        encoder.transform(train.iloc[:, :2])
+    with pytest.raises(TypeError, match="column 'mixed': each value must be a string or a number"):
+        PandasOneHotEncoder().fit(pd.DataFrame({"mixed": ["a", 1, "b"]}))
+    with pytest.raises(ValueError, match="0 sample"):
+        PandasOneHotEncoder().fit(train.iloc[:0])
+    assert clone(encoder).get_params() == {"max_categories": None}
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(encoder)).transform(new), encoder.transform(new))
+
+
+@pytest.mark.parametrize("as_category", [False, True])
+def test_group_stats_unseen_and_missing_groups(as_category):
+    # An unseen or missing group gets the training mean (difference from it) and frequency 0, for object and categorical columns.
+    train = pd.DataFrame({"g": ["a", "a", "b", "b"], "v": [1.0, 3.0, 10.0, 20.0]})
+    new = pd.DataFrame({"g": ["a", "z", None, "b"], "v": [2.0, 5.0, 5.0, np.nan]})
+    if as_category:
+        train["g"], new["g"] = train["g"].astype("category"), pd.Categorical(new["g"], categories=["z", "b", "a"])
+    out = GroupStatsEncoder([("g", "v")]).fit(train).transform(new)
+    np.testing.assert_allclose(out["v_vs_g_mean"], [0.0, 5.0 - 8.5, 5.0 - 8.5, np.nan])
+    np.testing.assert_allclose(out["g_freq"], [0.5, 0.0, 0.0, 0.5])
+    pd.testing.assert_frame_equal(out[["g", "v"]], new)
