@@ -103,6 +103,39 @@ def run(config: ConfigOption, mode: ModeOption = None, set: SetOption = None):
 
 
 @app.command()
+def tune(config: ConfigOption, trials: Annotated[Optional[int], typer.Option("--trials", "-n", help="Trials to add (default: the config's; none when only --timeout is given)")] = None,
+         timeout: Annotated[Optional[float], typer.Option("--timeout", "-t", help="Seconds for the search")] = None,
+         workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker processes sharing the study")] = 1,
+         storage: Annotated[Optional[str], typer.Option(help="Study storage: an SQLAlchemy URL (e.g. postgresql://...) or journal:<file>; default sqlite under runs/")] = None,
+         refit: Annotated[bool, typer.Option(help="Refit the best parameters, register them as challenger, promote if better")] = True,
+         mode: ModeOption = None, set: SetOption = None):
+    "Tune a config's model with Optuna: a resumable study, K workers, nested MLflow runs, plots, refit and promotion."
+    try:
+        settings = _setup(mode)
+        from ml_project.config import load_config
+        from ml_project.tuning import tune as run_tuning, tuning_metric
+        experiment = load_config(config, set)
+        result = run_tuning(experiment, settings, n_trials=trials, timeout=timeout, storage=storage, workers=workers,
+                            refit=refit, progress=True)
+    except KeyboardInterrupt:
+        _fail("interrupted: finished trials are kept, the running ones marked failed; run the same command to resume", 130)
+    except _known_errors() as e:
+        _fail(str(e).strip("'\""), 1)
+    study, metric = result.study, tuning_metric(experiment)
+    counts = result.trials["state"].value_counts().to_dict()
+    typer.echo(f"study {study.study_name}: {len(result.trials)} trials in all ({', '.join(f'{v} {k.lower()}' for k, v in counts.items())}); "
+               f"this run {result.seconds:.0f}s")
+    if result.orphans_failed: typer.echo(f"trials {result.orphans_failed} had lost their worker: marked failed")
+    try: typer.echo(f"best CV {metric} {study.best_value:.4f} (trial {study.best_trial.number}): {study.best_params}")
+    except ValueError: typer.echo("no trial finished yet")
+    if result.refit:
+        r = result.refit
+        typer.echo(f"refit: test {experiment.primary_metric} {r.test[experiment.primary_metric]:.4f}; registered {r.registered[0]} "
+                   f"v{r.registered[1]} as challenger" + ("; it is the new champion" if r.champion else "; the champion stays"))
+    typer.echo(f"MLflow parent run {result.parent_run_id}; plots: {', '.join(str(p.relative_to(settings.root)) for p in result.plots)}")
+
+
+@app.command()
 def data(config: Annotated[list[Path], typer.Option("--config", "-c", help="Experiment config(s) whose data to prepare")],
          mode: ModeOption = None):
     "Acquire (once), verify, validate, split and write the processed data of each config."

@@ -61,10 +61,11 @@ _SCHEDULES = {"cosine": dict(policy="CosineAnnealingLR"), "plateau": dict(policy
 class _TabularMLP(BaseEstimator):
     def __init__(self, hidden_sizes=(128, 64), dropout=0.1, lr=1e-3, weight_decay=1e-4, batch_size=256, max_epochs=50,
                  patience=5, validation_fraction=0.1, lr_schedule="cosine", grad_clip=1.0, device="auto",
-                 random_state=42, progress=True):
+                 random_state=42, progress=True, callbacks=None):
         self.hidden_sizes, self.dropout, self.lr, self.weight_decay = hidden_sizes, dropout, lr, weight_decay
         self.batch_size, self.max_epochs, self.patience, self.validation_fraction = batch_size, max_epochs, patience, validation_fraction
         self.lr_schedule, self.grad_clip, self.device, self.random_state, self.progress = lr_schedule, grad_clip, device, random_state, progress
+        self.callbacks = callbacks  # more skorch callbacks, e.g. tuning's pruning callback
 
     def _callbacks(self):
         callbacks = []
@@ -77,7 +78,7 @@ class _TabularMLP(BaseEstimator):
         elif self.lr_schedule not in (None, "none"): raise ValueError(f"lr_schedule must be one of {[*_SCHEDULES, 'none']}, got {self.lr_schedule!r}")
         if self.grad_clip: callbacks.append(("grad_clip", GradientNormClipping(gradient_clip_value=self.grad_clip)))
         if self.progress: callbacks.append(("progress", EpochProgressBar()))
-        return callbacks
+        return callbacks + [(f"extra_{i}", c) for i, c in enumerate(self.callbacks or ())]
 
     def _fit_net(self, net_class, X, y, n_out, criterion, stratified):
         torch.manual_seed(self.random_state)

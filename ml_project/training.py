@@ -224,18 +224,19 @@ def fast_caps(config: ExperimentConfig, settings: Settings) -> ExperimentConfig:
     return with_model_params(config, {**config.model.params,
                                       "max_epochs": min(config.model.params.get("max_epochs", 50), settings.fast_max_epochs)})
 
-def _start_run(mlflow, config: ExperimentConfig, run_id: str | None):
-    return mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=config.experiment.name)
+def _start_run(mlflow, config: ExperimentConfig, run_id: str | None, parent_run_id: str | None = None):
+    if run_id: return mlflow.start_run(run_id=run_id)
+    return mlflow.start_run(run_name=config.experiment.name, tags={"mlflow.parentRunId": parent_run_id} if parent_run_id else None)
 
 def run_experiment(config: ExperimentConfig, settings: Settings | None = None, run_id: str | None = None,
-                   register: bool = True) -> TrainResult:
-    "Run one experiment end to end and record it in MLflow (in run `run_id` when given); a failure is recorded too, then raised."
+                   register: bool = True, parent_run_id: str | None = None) -> TrainResult:
+    "Run one experiment end to end and record it in MLflow (in run `run_id`, or a child of `parent_run_id`, when given); a failure is recorded too, then raised."
     from ml_project.evaluation import evaluate_and_report
     settings = settings or get_settings()
     config = fast_caps(config, settings)
     set_seeds(settings.seed)
     mlflow = use_mlflow(settings, problem_name(config))
-    with _start_run(mlflow, config, run_id) as run:
+    with _start_run(mlflow, config, run_id, parent_run_id) as run:
         try:
             mlflow.set_tags({"mode": settings.mode, "seed": str(settings.seed), "task": config.data.task,
                              "config_name": config.experiment.name, **git_state(settings.root)})

@@ -8,22 +8,32 @@ Docs: https://ml-project.github.io/ml-project/tuning.html.md"""
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+import signal
+import socket
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import optuna
 import pandas as pd
+from optuna.trial import TrialState
 from sklearn.metrics import get_scorer
 
-from .config import ExperimentConfig, SearchParam, Settings, lower_is_better, with_model_params
+from .config import ExperimentConfig, SearchParam, Settings, config_path, lower_is_better, with_model_params
 from .features import features_and_target
-from .models import build_pipeline
-from .training import cv_folds, cv_splitter, prepare_data, scorers
+from .models import PARALLEL, build_pipeline
+from .training import TrainResult, cv_folds, cv_splitter, fast_caps, prepare_data, problem_name, run_experiment, scorers, use_mlflow
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'suggest_params', 'make_sampler', 'make_pruner', 'tuning_metric', 'default_storage', 'open_study', 'objective',
-           'tune']
+__all__ = ['log', 'ROUND_STEP', 'HEARTBEAT_SECONDS', 'suggest_params', 'make_sampler', 'make_pruner', 'tuning_metric',
+           'default_storage', 'make_storage', 'study_name', 'open_study', 'fail_orphaned_trials', 'round_callbacks',
+           'objective', 'TrialLogger', 'run_trials', 'study_plots', 'refit_best', 'ProgressBar', 'TuneResult', 'tune']
 
 # %% ../nbs/08_tuning.ipynb #5df2388d
 def suggest_params(trial: optuna.Trial, space: dict[str, SearchParam]) -> dict:
@@ -36,13 +46,17 @@ def suggest_params(trial: optuna.Trial, space: dict[str, SearchParam]) -> dict:
     return params
 
 # %% ../nbs/08_tuning.ipynb #d9c7fe32
+ROUND_STEP = 10_000  # intermediate steps: fold · ROUND_STEP + boosting round (or epoch); a fold's CV score at its last step
+HEARTBEAT_SECONDS = 10  # RDB storages: a trial whose worker stops beating for 3 intervals is marked failed
+
 def make_sampler(config: ExperimentConfig, seed: int) -> optuna.samplers.BaseSampler:
     if config.tuning.sampler == "random": return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed)
 
 def make_pruner(config: ExperimentConfig) -> optuna.pruners.BasePruner:
-    if config.tuning.pruner == "median": return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
-    if config.tuning.pruner == "hyperband": return optuna.pruners.HyperbandPruner()
+    "Median: stop a trial that trails the median of earlier trials at the same fold and round (after 5 trials and 50 rounds)."
+    if config.tuning.pruner == "median": return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=50)
+    if config.tuning.pruner == "hyperband": return optuna.pruners.HyperbandPruner(min_resource=10, max_resource=ROUND_STEP)
     return optuna.pruners.NopPruner()
 
 def tuning_metric(config: ExperimentConfig) -> str:
@@ -52,40 +66,276 @@ def default_storage(settings: Settings) -> str:
     settings.runs_dir.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{settings.runs_dir / 'optuna.db'}"
 
-def open_study(config: ExperimentConfig, settings: Settings, storage: str | None = None) -> optuna.Study:
-    "Create the config's study, or load it to resume (named after the experiment, and `__fast` in fast mode)."
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    "`journal:<file>` → Optuna's journal file; anything else is an SQLAlchemy URL, with a heartbeat for crashed workers."
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+        path = Path(url.removeprefix("journal:")).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None  # concurrent workers wait for the lock
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat is marked experimental
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS)
+
+def study_name(config: ExperimentConfig, settings: Settings) -> str:
+    return settings.for_mode(config.experiment.name)
+
+def open_study(config: ExperimentConfig, settings: Settings, storage: str | None = None, worker: int = 0) -> optuna.Study:
+    "Create the config's study, or load it to resume (named after the experiment, and `__fast` in fast mode); worker K seeds its sampler with seed + K."
     if config.tuning is None: raise ValueError(f"{config.experiment.name}: the config has no tuning section")
-    return optuna.create_study(study_name=settings.for_mode(config.experiment.name), storage=storage or default_storage(settings),
-                               sampler=make_sampler(config, settings.seed), pruner=make_pruner(config),
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # trials are logged by the progress bar and MLflow
+    return optuna.create_study(study_name=study_name(config, settings), storage=make_storage(storage or default_storage(settings)),
+                               sampler=make_sampler(config, settings.seed + worker), pruner=make_pruner(config),
                                direction="minimize" if lower_is_better(tuning_metric(config)) else "maximize", load_if_exists=True)
 
 # %% ../nbs/08_tuning.ipynb #67434504
-def objective(config: ExperimentConfig, settings: Settings, X: pd.DataFrame, y: pd.Series):
+def _worker_id() -> str: return f"{socket.gethostname()}:{os.getpid()}"
+
+def _alive(pid: int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def fail_orphaned_trials(study: optuna.Study) -> list[int]:
+    "Mark failed the RUNNING trials whose worker is gone; return their numbers."
+    storage = study._storage
+    if isinstance(storage, optuna.storages.RDBStorage): optuna.storages.fail_stale_trials(study)
+    host, failed = socket.gethostname(), []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+        if worker_host == host and pid.isdigit() and not _alive(int(pid)):
+            storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+            storage.set_trial_user_attr(trial._trial_id, "failed_because", "its worker process was gone")
+            failed.append(trial.number)
+    return failed
+
+# %% ../nbs/08_tuning.ipynb #d30ea80a
+class _Reporter:
+    "Report a loss to `trial` at `fold · ROUND_STEP + step`; raise `TrialPruned` when the pruner says so."
+    def __init__(self, trial: optuna.Trial, fold: int, maximise: bool, every: int = 1):
+        self.trial, self.fold, self.sign, self.every = trial, fold, -1.0 if maximise else 1.0, every
+
+    def report(self, step: int, loss: float):
+        if step % self.every or not np.isfinite(loss): return
+        self.trial.report(self.sign * float(loss), self.fold * ROUND_STEP + step)
+        if self.trial.should_prune(): raise optuna.TrialPruned(f"fold {self.fold}, round {step}")
+
+def round_callbacks(config: ExperimentConfig, trial: optuna.Trial, fold: int, maximise: bool) -> dict:
+    "Model params that make XGBoost (every 10 rounds) or the MLP (every epoch) report its validation loss to `trial`."
+    if config.model.type == "xgboost":
+        import xgboost as xgb
+        class XGBoostReporter(_Reporter, xgb.callback.TrainingCallback):
+            def after_iteration(self, model, epoch, evals_log):
+                for metrics in evals_log.values():  # the early-stopping hold-out; the last metric is the one it stops on
+                    self.report(epoch, list(metrics.values())[-1][-1])
+                return False
+        return {"callbacks": [XGBoostReporter(trial, fold, maximise, every=10)]}
+    if config.model.type == "mlp":
+        from skorch.callbacks import Callback
+        class SkorchReporter(_Reporter, Callback):
+            def on_epoch_end(self, net, **kwargs):
+                if "valid_loss" in net.history[-1]: self.report(len(net.history) - 1, net.history[-1, "valid_loss"])
+        return {"callbacks": [SkorchReporter(trial, fold, maximise)]}
+    return {}
+
+# %% ../nbs/08_tuning.ipynb #68e66619
+def objective(config: ExperimentConfig, settings: Settings, X: pd.DataFrame, y: pd.Series, n_threads: int | None = None):
     "The function Optuna calls: the mean CV score of the config's pipeline with the trial's parameters."
     metric = tuning_metric(config)
     scorer = get_scorer(scorers([metric], config.data.task, y.nunique())[metric])
-    sign = -1 if lower_is_better(metric) else 1  # scikit-learn scorers are greater-is-better
+    maximise = not lower_is_better(metric)
+    sign = 1 if maximise else -1  # scikit-learn scorers are greater-is-better
     splits = list(cv_splitter(config, cv_folds(config, settings), settings.seed).split(X, y))
+    threads = {"n_jobs": n_threads} if n_threads and config.model.type in PARALLEL else {}
 
     def run(trial: optuna.Trial) -> float:
-        params = {**config.model.params, **suggest_params(trial, config.tuning.search_space)}
-        pipeline = build_pipeline(with_model_params(config, params), settings.seed)  # the factory checks every name
+        trial.set_user_attr("worker", _worker_id())
+        params = {**config.model.params, **suggest_params(trial, config.tuning.search_space), **threads}
         scores = []
         for fold, (train, valid) in enumerate(splits):
-            model = pipeline.fit(X.iloc[train], y.iloc[train])
+            fold_config = with_model_params(config, {**params, **round_callbacks(config, trial, fold, maximise)})
+            model = build_pipeline(fold_config, settings.seed).fit(X.iloc[train], y.iloc[train])  # the factory checks every name
             scores.append(sign * scorer(model, X.iloc[valid], y.iloc[valid]))
-            trial.report(float(np.mean(scores)), fold)
-            if trial.should_prune(): raise optuna.TrialPruned()
+            trial.report(float(np.mean(scores)), fold * ROUND_STEP + ROUND_STEP - 1)
+            if trial.should_prune(): raise optuna.TrialPruned(f"after fold {fold}")
         return float(np.mean(scores))
     return run
 
-def tune(config: ExperimentConfig, settings: Settings, n_trials: int | None = None, timeout: float | None = None,
-         storage: str | None = None) -> optuna.Study:
-    "Add `n_trials` trials (default: the config's; `fast_n_trials` in fast mode) to the config's study and return it."
-    study = open_study(config, settings, storage)
+# %% ../nbs/08_tuning.ipynb #5c634760
+_RUN_STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialState.FAIL: "FAILED"}
+
+class TrialLogger:
+    "An Optuna callback: log each finished trial as a child of MLflow run `parent_run_id`."
+    def __init__(self, tracking_uri: str, parent_run_id: str, metric: str):
+        self.tracking_uri, self.parent_run_id, self.metric = tracking_uri, parent_run_id, metric
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial):
+        from mlflow.entities import Metric, Param
+        from mlflow.tracking import MlflowClient
+        client = MlflowClient(self.tracking_uri)
+        parent = client.get_run(self.parent_run_id)
+        run = client.create_run(parent.info.experiment_id, run_name=f"trial {trial.number}",
+                                tags={"mlflow.parentRunId": self.parent_run_id, "study": study.study_name,
+                                      "trial": str(trial.number), "state": trial.state.name, "worker": str(trial.user_attrs.get("worker", ""))})
+        now = int(time.time() * 1000)
+        metrics = [Metric("intermediate", v, now, step) for step, v in sorted(trial.intermediate_values.items())]
+        if trial.value is not None: metrics.append(Metric(f"cv_{self.metric}", trial.value, now, 0))
+        if trial.duration is not None: metrics.append(Metric("seconds", trial.duration.total_seconds(), now, 0))
+        client.log_batch(run.info.run_id, metrics=metrics, params=[Param(k, str(v)) for k, v in trial.params.items()])
+        client.set_terminated(run.info.run_id, _RUN_STATUS.get(trial.state, "FAILED"))
+
+# %% ../nbs/08_tuning.ipynb #bf1704d6
+def _interrupt(signum, frame): raise KeyboardInterrupt(f"signal {signum}")
+
+def run_trials(config: ExperimentConfig, settings: Settings, storage: str, until_trials: int | None, timeout: float | None,
+               parent_run_id: str | None = None, n_threads: int | None = None, callbacks: list = (), worker: int = 0) -> None:
+    "Worker number `worker`: optimise the config's study until it has `until_trials` trials or `timeout` seconds pass."
+    try: signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError: pass  # not the main thread: leave signals alone
+    if n_threads and config.model.type == "mlp":
+        import torch
+        torch.set_num_threads(n_threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    config = fast_caps(config, settings)
+    study = open_study(config, settings, storage, worker)  # each worker its own seed, or they would draw the same points
     _, splits, _ = prepare_data(config, settings)
     X, y = features_and_target(splits["train"], config)
-    n_trials = n_trials or (settings.fast_n_trials if settings.fast else config.tuning.n_trials)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study.optimize(objective(config, settings, X, y), n_trials=n_trials, timeout=timeout or config.tuning.timeout)
-    return study
+    stop = [optuna.study.MaxTrialsCallback(until_trials, states=None)] if until_trials else []
+    recorder = [TrialLogger(settings.mlflow_tracking_uri, parent_run_id, tuning_metric(config))] if parent_run_id else []
+    study.optimize(objective(config, settings, X, y, n_threads), timeout=timeout, callbacks=[*stop, *recorder, *callbacks],
+                   gc_after_trial=False)
+
+def _worker(config, settings, storage, until_trials, timeout, parent_run_id, n_threads, worker):
+    logging.basicConfig(level=logging.WARNING)
+    run_trials(config, settings, storage, until_trials, timeout, parent_run_id, n_threads, worker=worker)
+
+# %% ../nbs/08_tuning.ipynb #d3dd3667
+def study_plots(study: optuna.Study, folder: Path, seed: int = 42) -> list[Path]:
+    "Save the study's optimisation history, parameter importances and parallel coordinates as PNGs; return the files."
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as plots
+    folder.mkdir(parents=True, exist_ok=True)
+    draw = {"optimization_history": lambda: plots.plot_optimization_history(study),
+            "param_importances": lambda: plots.plot_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed)),
+            "parallel_coordinate": lambda: plots.plot_parallel_coordinate(study)}
+    files = []
+    for name, plot in draw.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            try: axes = plot()
+            except (ValueError, RuntimeError) as e:  # e.g. importances need two finished trials
+                log.info("no %s plot: %s", name, e); continue
+        figure = np.ravel(axes)[0].figure
+        figure.savefig(folder / f"{name}.png", dpi=90, bbox_inches="tight")
+        plt.close(figure)
+        files.append(folder / f"{name}.png")
+    return files
+
+def refit_best(config: ExperimentConfig, settings: Settings, study: optuna.Study, parent_run_id: str | None = None) -> TrainResult:
+    "Train the best trial's parameters on the training split, test, register as `challenger`; `champion` moves only if better."
+    from mlflow.tracking import MlflowClient
+    best = with_model_params(config, {**config.model.params, **study.best_params})
+    result = run_experiment(best, settings, parent_run_id=parent_run_id)
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    client.set_tag(result.run_id, "tuned_by", f"{study.study_name} trial {study.best_trial.number}")
+    if result.registered: client.set_registered_model_alias(*result.registered[:1], "challenger", result.registered[1])
+    return result
+
+# %% ../nbs/08_tuning.ipynb #a1969166
+class ProgressBar:
+    "An Optuna callback: a progress bar of the study's finished trials and the best value so far."
+    def __init__(self, total: int | None, start: int):
+        from tqdm.auto import tqdm
+        self.start, self.bar = start, tqdm(total=total, desc="trials", unit="trial")
+
+    def __call__(self, study: optuna.Study, trial):
+        finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+        self.bar.n = len(finished) - self.start
+        try: self.bar.set_postfix(best=f"{study.best_value:.4f}", refresh=False)
+        except ValueError: pass  # no finished trial yet
+        self.bar.refresh()
+
+@dataclass
+class TuneResult:
+    "What a tuning run produced."
+    study: optuna.Study
+    parent_run_id: str
+    trials: pd.DataFrame
+    plots: list[Path] = field(default_factory=list)
+    refit: TrainResult | None = None
+    orphans_failed: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    return url if url.startswith("journal:") else make_url(url).render_as_string(hide_password=True)
+
+def tune(config: ExperimentConfig, settings: Settings, n_trials: int | None = None, timeout: float | None = None,
+         storage: str | None = None, workers: int = 1, refit: bool = True, progress: bool = False) -> TuneResult:
+    """Add trials to the config's study with `workers` processes and record the search in MLflow; refit the best.
+
+    `n_trials`: trials to add (default: the config's, `fast_n_trials` in fast mode; no limit when only `timeout` is given)."""
+    if n_trials is None and timeout is None: n_trials = settings.fast_n_trials if settings.fast else config.tuning.n_trials
+    timeout = timeout or (config.tuning.timeout if config.tuning else None)
+    storage = storage or default_storage(settings)
+    study = open_study(config, settings, storage)
+    orphans = fail_orphaned_trials(study)
+    if orphans: log.warning("trials %s were left RUNNING by a worker that is gone: marked failed", orphans)
+    start = len(study.trials)
+    mlflow = use_mlflow(settings, problem_name(config))
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    parent = client.create_run(mlflow.get_experiment_by_name(problem_name(config)).experiment_id, run_name=f"tune {study.study_name}",
+                               tags={"study": study.study_name, "storage": _redacted(storage), "mode": settings.mode, "kind": "tuning"})
+    parent_id, began = parent.info.run_id, time.perf_counter()
+    client.log_batch(parent_id, params=_study_params(config, study, n_trials, timeout, workers))
+    if config_path(config): client.log_artifact(parent_id, str(config_path(config)), "config")
+    try:
+        n_threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+        until = start + n_trials if n_trials else None
+        context = multiprocessing.get_context("spawn")
+        others = [context.Process(target=_worker, args=(config, settings, storage, until, timeout, parent_id, n_threads, k))
+                  for k in range(1, workers)]
+        for worker in others: worker.start()
+        bar = ProgressBar(n_trials, start) if progress else None
+        try:
+            run_trials(config, settings, storage, until, timeout, parent_id, n_threads, callbacks=[bar] if bar else [])
+        finally:
+            for worker in others: worker.join(timeout=None if worker.is_alive() else 0)
+            if bar: bar.bar.close()
+        seconds = time.perf_counter() - began
+        trials = study.trials_dataframe(attrs=("number", "value", "state", "duration", "params"))
+        added = [t for t in study.get_trials(deepcopy=False) if t.number >= start]
+        counts = {s.name.lower(): sum(t.state == s for t in added) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+        metrics = {**{f"trials_{k}": v for k, v in counts.items()}, "search_seconds": seconds,
+                   "trials_per_minute": 60 * len(added) / seconds if seconds else 0.0}
+        if counts["complete"] or any(t.state == TrialState.COMPLETE for t in study.trials):
+            metrics[f"best_cv_{tuning_metric(config)}"] = study.best_value
+        client.log_batch(parent_id, metrics=[_metric(k, v) for k, v in metrics.items()])
+        plots = study_plots(study, settings.runs_dir / "tuning" / study.study_name, settings.seed)
+        for plot in plots: client.log_artifact(parent_id, str(plot), "plots")
+        refitted = None
+        if refit and f"best_cv_{tuning_metric(config)}" in metrics:
+            client.log_dict(parent_id, study.best_params, "best_params.json")
+            refitted = refit_best(config, settings, study, parent_id)
+            for k, v in {"best_trial": str(study.best_trial.number), "challenger_run": refitted.run_id, "champion": str(refitted.champion)}.items():
+                client.set_tag(parent_id, k, v)
+        client.set_terminated(parent_id, "FINISHED")
+        return TuneResult(study, parent_id, trials, plots, refitted, orphans, seconds)
+    except BaseException as e:
+        client.set_tag(parent_id, "error", f"{type(e).__name__}: {e}"[:5000])
+        client.set_terminated(parent_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
+
+def _metric(key: str, value: float):
+    from mlflow.entities import Metric
+    return Metric(key, float(value), int(time.time() * 1000), 0)
+
+def _study_params(config: ExperimentConfig, study: optuna.Study, n_trials, timeout, workers) -> list:
+    from mlflow.entities import Param
+    values = {"sampler": type(study.sampler).__name__, "pruner": type(study.pruner).__name__, "metric": tuning_metric(config),
+              "direction": study.direction.name.lower(), "n_trials": n_trials, "timeout": timeout, "workers": workers,
+              **{f"space.{k}": v.model_dump(exclude_none=True) for k, v in config.tuning.search_space.items()}}
+    return [Param(k, str(v)[:6000]) for k, v in values.items()]
