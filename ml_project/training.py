@@ -145,12 +145,16 @@ def problem_name(config: ExperimentConfig) -> str:
 def use_mlflow(settings: Settings, experiment: str):
     "Point MLflow at the settings' tracking URI and select (or create) `experiment`; return the mlflow module."
     import mlflow
+    from filelock import FileLock
     logging.getLogger("alembic").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    if mlflow.get_experiment_by_name(experiment) is None:
-        artifacts = settings.mlflow_artifact_root
-        location = artifacts.as_uri() if isinstance(artifacts, Path) else None
-        mlflow.create_experiment(experiment, artifact_location=f"{location}/{experiment}" if location else None)
+    settings.runs_dir.mkdir(parents=True, exist_ok=True)
+    # Processes started together (tuning workers, parallel commands) would race to create the tables and the experiment.
+    with FileLock(settings.runs_dir / ".mlflow-setup.lock"):
+        if mlflow.get_experiment_by_name(experiment) is None:
+            artifacts = settings.mlflow_artifact_root
+            location = artifacts.as_uri() if isinstance(artifacts, Path) else None
+            mlflow.create_experiment(experiment, artifact_location=f"{location}/{experiment}" if location else None)
     mlflow.set_experiment(experiment)
     return mlflow
 

@@ -31,9 +31,10 @@ from .training import TrainResult, cv_folds, cv_splitter, fast_caps, prepare_dat
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'ROUND_STEP', 'HEARTBEAT_SECONDS', 'suggest_params', 'make_sampler', 'make_pruner', 'tuning_metric',
-           'default_storage', 'make_storage', 'study_name', 'open_study', 'fail_orphaned_trials', 'round_callbacks',
-           'objective', 'TrialLogger', 'run_trials', 'study_plots', 'refit_best', 'ProgressBar', 'TuneResult', 'tune']
+__all__ = ['log', 'ROUND_STEP', 'HEARTBEAT_SECONDS', 'suggest_params', 'PerTrialSeed', 'make_sampler', 'make_pruner',
+           'tuning_metric', 'default_storage', 'make_storage', 'study_name', 'open_study', 'fail_orphaned_trials',
+           'round_callbacks', 'objective', 'TrialLogger', 'run_trials', 'study_plots', 'refit_best', 'ProgressBar',
+           'TuneResult', 'tune']
 
 # %% ../nbs/08_tuning.ipynb #5df2388d
 def suggest_params(trial: optuna.Trial, space: dict[str, SearchParam]) -> dict:
@@ -49,9 +50,26 @@ def suggest_params(trial: optuna.Trial, space: dict[str, SearchParam]) -> dict:
 ROUND_STEP = 10_000  # intermediate steps: fold · ROUND_STEP + boosting round (or epoch); a fold's CV score at its last step
 HEARTBEAT_SECONDS = 10  # RDB storages: a trial whose worker stops beating for 3 intervals is marked failed
 
+class PerTrialSeed(optuna.samplers.BaseSampler):
+    """`sampler_class` seeded afresh for each trial with `seed` + the trial's number.
+
+    One worker's study replays exactly; workers in parallel (trial numbers are unique) never draw the same points."""
+    def __init__(self, sampler_class: type[optuna.samplers.BaseSampler], seed: int):
+        self.sampler_class, self.seed, self._samplers = sampler_class, seed, {}
+
+    def _for(self, trial) -> optuna.samplers.BaseSampler:
+        if trial.number not in self._samplers: self._samplers[trial.number] = self.sampler_class(seed=self.seed + trial.number)
+        return self._samplers[trial.number]
+
+    def infer_relative_search_space(self, study, trial): return self._for(trial).infer_relative_search_space(study, trial)
+    def sample_relative(self, study, trial, search_space): return self._for(trial).sample_relative(study, trial, search_space)
+    def sample_independent(self, study, trial, name, distribution): return self._for(trial).sample_independent(study, trial, name, distribution)
+    def before_trial(self, study, trial): self._for(trial).before_trial(study, trial)
+    def after_trial(self, study, trial, state, values): self._samplers.pop(trial.number, self._for(trial)).after_trial(study, trial, state, values)
+    def __repr__(self): return f"{self.sampler_class.__name__}(seed={self.seed} + trial number)"
+
 def make_sampler(config: ExperimentConfig, seed: int) -> optuna.samplers.BaseSampler:
-    if config.tuning.sampler == "random": return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+    return PerTrialSeed(optuna.samplers.RandomSampler if config.tuning.sampler == "random" else optuna.samplers.TPESampler, seed)
 
 def make_pruner(config: ExperimentConfig) -> optuna.pruners.BasePruner:
     "Median: stop a trial that trails the median of earlier trials at the same fold and round (after 5 trials and 50 rounds)."
@@ -74,19 +92,26 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None  # concurrent workers wait for the lock
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat is marked experimental
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS)
+    for attempt in range(5):  # commands started together race to create the tables; the loser finds them on a retry
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat is marked experimental
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS,
+                                                  grace_period=3 * HEARTBEAT_SECONDS)
+        except Exception as e:
+            from sqlalchemy.exc import SQLAlchemyError
+            if not isinstance(e, SQLAlchemyError) or attempt == 4: raise
+            time.sleep(0.5 + attempt)
 
 def study_name(config: ExperimentConfig, settings: Settings) -> str:
     return settings.for_mode(config.experiment.name)
 
-def open_study(config: ExperimentConfig, settings: Settings, storage: str | None = None, worker: int = 0) -> optuna.Study:
-    "Create the config's study, or load it to resume (named after the experiment, and `__fast` in fast mode); worker K seeds its sampler with seed + K."
+def open_study(config: ExperimentConfig, settings: Settings, storage: str | None = None) -> optuna.Study:
+    "Create the config's study, or load it to resume (named after the experiment, and `__fast` in fast mode)."
     if config.tuning is None: raise ValueError(f"{config.experiment.name}: the config has no tuning section")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # trials are logged by the progress bar and MLflow
     return optuna.create_study(study_name=study_name(config, settings), storage=make_storage(storage or default_storage(settings)),
-                               sampler=make_sampler(config, settings.seed + worker), pruner=make_pruner(config),
+                               sampler=make_sampler(config, settings.seed), pruner=make_pruner(config),
                                direction="minimize" if lower_is_better(tuning_metric(config)) else "maximize", load_if_exists=True)
 
 # %% ../nbs/08_tuning.ipynb #67434504
@@ -106,8 +131,8 @@ def fail_orphaned_trials(study: optuna.Study) -> list[int]:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
         if worker_host == host and pid.isdigit() and not _alive(int(pid)):
-            storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
             storage.set_trial_user_attr(trial._trial_id, "failed_because", "its worker process was gone")
+            storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
             failed.append(trial.number)
     return failed
 
@@ -189,9 +214,9 @@ class TrialLogger:
 # %% ../nbs/08_tuning.ipynb #bf1704d6
 def _interrupt(signum, frame): raise KeyboardInterrupt(f"signal {signum}")
 
-def run_trials(config: ExperimentConfig, settings: Settings, storage: str, until_trials: int | None, timeout: float | None,
-               parent_run_id: str | None = None, n_threads: int | None = None, callbacks: list = (), worker: int = 0) -> None:
-    "Worker number `worker`: optimise the config's study until it has `until_trials` trials or `timeout` seconds pass."
+def run_trials(config: ExperimentConfig, settings: Settings, storage: str, n_trials: int | None, timeout: float | None,
+               parent_run_id: str | None = None, n_threads: int | None = None, callbacks: list = ()) -> None:
+    "One worker: add `n_trials` trials to the config's study (None: no limit), stopping after `timeout` seconds."
     try: signal.signal(signal.SIGTERM, _interrupt)
     except ValueError: pass  # not the main thread: leave signals alone
     if n_threads and config.model.type == "mlp":
@@ -199,17 +224,16 @@ def run_trials(config: ExperimentConfig, settings: Settings, storage: str, until
         torch.set_num_threads(n_threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = fast_caps(config, settings)
-    study = open_study(config, settings, storage, worker)  # each worker its own seed, or they would draw the same points
+    study = open_study(config, settings, storage)
     _, splits, _ = prepare_data(config, settings)
     X, y = features_and_target(splits["train"], config)
-    stop = [optuna.study.MaxTrialsCallback(until_trials, states=None)] if until_trials else []
     recorder = [TrialLogger(settings.mlflow_tracking_uri, parent_run_id, tuning_metric(config))] if parent_run_id else []
-    study.optimize(objective(config, settings, X, y, n_threads), timeout=timeout, callbacks=[*stop, *recorder, *callbacks],
+    study.optimize(objective(config, settings, X, y, n_threads), n_trials=n_trials, timeout=timeout, callbacks=[*recorder, *callbacks],
                    gc_after_trial=False)
 
-def _worker(config, settings, storage, until_trials, timeout, parent_run_id, n_threads, worker):
+def _worker(config, settings, storage, n_trials, timeout, parent_run_id, n_threads):
     logging.basicConfig(level=logging.WARNING)
-    run_trials(config, settings, storage, until_trials, timeout, parent_run_id, n_threads, worker=worker)
+    run_trials(config, settings, storage, n_trials, timeout, parent_run_id, n_threads)
 
 # %% ../nbs/08_tuning.ipynb #d3dd3667
 def study_plots(study: optuna.Study, folder: Path, seed: int = 42) -> list[Path]:
@@ -294,14 +318,14 @@ def tune(config: ExperimentConfig, settings: Settings, n_trials: int | None = No
     if config_path(config): client.log_artifact(parent_id, str(config_path(config)), "config")
     try:
         n_threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
-        until = start + n_trials if n_trials else None
+        shares = [n_trials // workers + (k < n_trials % workers) for k in range(workers)] if n_trials else [None] * workers
         context = multiprocessing.get_context("spawn")
-        others = [context.Process(target=_worker, args=(config, settings, storage, until, timeout, parent_id, n_threads, k))
-                  for k in range(1, workers)]
+        others = [context.Process(target=_worker, args=(config, settings, storage, shares[k], timeout, parent_id, n_threads))
+                  for k in range(1, workers) if shares[k] != 0]
         for worker in others: worker.start()
         bar = ProgressBar(n_trials, start) if progress else None
         try:
-            run_trials(config, settings, storage, until, timeout, parent_id, n_threads, callbacks=[bar] if bar else [])
+            run_trials(config, settings, storage, shares[0], timeout, parent_id, n_threads, callbacks=[bar] if bar else [])
         finally:
             for worker in others: worker.join(timeout=None if worker.is_alive() else 0)
             if bar: bar.bar.close()
@@ -335,7 +359,7 @@ def _metric(key: str, value: float):
 
 def _study_params(config: ExperimentConfig, study: optuna.Study, n_trials, timeout, workers) -> list:
     from mlflow.entities import Param
-    values = {"sampler": type(study.sampler).__name__, "pruner": type(study.pruner).__name__, "metric": tuning_metric(config),
+    values = {"sampler": repr(study.sampler), "pruner": type(study.pruner).__name__, "metric": tuning_metric(config),
               "direction": study.direction.name.lower(), "n_trials": n_trials, "timeout": timeout, "workers": workers,
               **{f"space.{k}": v.model_dump(exclude_none=True) for k, v in config.tuning.search_space.items()}}
     return [Param(k, str(v)[:6000]) for k, v in values.items()]

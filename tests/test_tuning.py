@@ -9,10 +9,10 @@ from ml_project.tuning import open_study, tune
 def test_regression_study_minimises_and_resumes(project, tmp_path):
     config = load_config(project.configs_dir / "ames_xgboost.yaml", ["model.params.n_estimators=200"])
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    first = tune(config, project, n_trials=2, storage=storage)
+    first = tune(config, project, n_trials=2, storage=storage, refit=False).study
     assert first.direction == optuna.study.StudyDirection.MINIMIZE  # rmsle: lower is better
     assert all(0 < t.value < 1 for t in first.trials if t.state == optuna.trial.TrialState.COMPLETE)
-    again = tune(config, project, n_trials=1, storage=storage)
+    again = tune(config, project, n_trials=1, storage=storage, refit=False).study
     assert len(again.trials) == 3 and again.study_name == "ames_xgboost__fast"
     assert set(again.best_params) == set(config.tuning.search_space)
 
@@ -35,3 +35,82 @@ def test_sampler_is_seeded(project, tmp_path):
         study = open_study(config, project, f"sqlite:///{tmp_path / name}.db")
         draws.append(study.ask().suggest_float("x", 0, 1))
     assert draws[0] == draws[1]
+
+
+# --- the command, workers sharing one study, and interruptions (each runs `ml-project tune` as a user would) ---
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from optuna.trial import TrialState
+
+CLI = [str(Path(sys.executable).parent / "ml-project"), "tune", "-c", "configs/churn_xgboost.yaml"]
+
+
+def _start(project, *args):
+    return subprocess.Popen([*CLI, *args], cwd=project.root, env=os.environ.copy(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _trials(storage):
+    return optuna.load_study(study_name="churn_xgboost__fast", storage=storage).get_trials(deepcopy=False)
+
+
+def _wait_for(storage, state, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if any(t.state == state for t in _trials(storage)): return
+        except KeyError:
+            pass  # the study is not created yet
+        time.sleep(0.3)
+    raise AssertionError(f"no {state.name} trial within {timeout}s")
+
+
+def test_two_commands_share_one_study(project, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    runs = [_start(project, "--trials", "3", "--storage", storage, "--no-refit") for _ in range(2)]
+    outputs = [r.communicate(timeout=300)[0] for r in runs]
+    for run, output in zip(runs, outputs):
+        assert run.returncode == 0, output
+    trials = _trials(storage)
+    assert len(trials) == 6 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both processes ran trials of the one study
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == len(trials)  # and no point was tried twice
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_interrupted_tuning_keeps_finished_trials_and_resumes(project, tmp_path, how):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    run = _start(project, "--timeout", "300", "--storage", storage, "--no-refit",
+                 "--set", "tuning.search_space.n_estimators.low=250", "--set", "tuning.search_space.n_estimators.high=300")
+    _wait_for(storage, TrialState.COMPLETE)
+    _wait_for(storage, TrialState.RUNNING)
+    run.send_signal(how)
+    output = run.communicate(timeout=60)[0]
+    assert run.returncode != 0
+    before = _trials(storage)
+    finished = [t.number for t in before if t.state == TrialState.COMPLETE]
+    assert finished
+    if how == signal.SIGTERM:  # the worker marks its own trial failed on the way out
+        assert "interrupted" in output and not [t for t in before if t.state == TrialState.RUNNING]
+    else:  # kill -9 leaves it RUNNING, until the next command finds its process gone
+        assert [t for t in before if t.state == TrialState.RUNNING]
+    again = subprocess.run([*CLI, "--trials", "1", "--storage", storage, "--no-refit"], cwd=project.root, env=os.environ.copy(),
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    after = _trials(storage)
+    assert len(after) == len(before) + 1
+    assert [t.number for t in after if t.state == TrialState.COMPLETE][:len(finished)] == finished
+    assert not [t for t in after if t.state == TrialState.RUNNING]
+    if how == signal.SIGKILL: assert "marked failed" in again.stdout + again.stderr
+
+
+def test_journal_storage(project, tmp_path):
+    config = load_config(project.configs_dir / "churn_xgboost.yaml")
+    result = tune(config, project, n_trials=2, storage=f"journal:{tmp_path / 'study.log'}", refit=False)
+    assert (tmp_path / "study.log").is_file() and len(result.trials) == 2
+    assert len(tune(config, project, n_trials=1, storage=f"journal:{tmp_path / 'study.log'}", refit=False).trials) == 3
