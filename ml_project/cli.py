@@ -113,7 +113,7 @@ def tune(config: ConfigOption, trials: Annotated[Optional[int], typer.Option("--
     try:
         settings = _setup(mode)
         from ml_project.config import load_config
-        from ml_project.tuning import tune as run_tuning, tuning_metric
+        from ml_project.tuning import decode_params, tune as run_tuning, tuning_metric
         experiment = load_config(config, set)
         result = run_tuning(experiment, settings, n_trials=trials, timeout=timeout, storage=storage, workers=workers,
                             refit=refit, progress=True)
@@ -126,7 +126,8 @@ def tune(config: ConfigOption, trials: Annotated[Optional[int], typer.Option("--
     typer.echo(f"study {study.study_name}: {len(result.trials)} trials in all ({', '.join(f'{v} {k.lower()}' for k, v in counts.items())}); "
                f"this run {result.seconds:.0f}s")
     if result.orphans_failed: typer.echo(f"trials {result.orphans_failed} had lost their worker: marked failed")
-    try: typer.echo(f"best CV {metric} {study.best_value:.4f} (trial {study.best_trial.number}): {study.best_params}")
+    try: typer.echo(f"best CV {metric} {study.best_value:.4f} (trial {study.best_trial.number}): "
+                    f"{decode_params(study.best_params, experiment.tuning.search_space)}")
     except ValueError: typer.echo("no trial finished yet")
     if result.refit:
         r = result.refit

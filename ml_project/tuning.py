@@ -7,6 +7,7 @@ Docs: https://ml-project.github.io/ml-project/tuning.html.md"""
 # %% ../nbs/08_tuning.ipynb #22dfaa1f
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
@@ -31,20 +32,27 @@ from .training import TrainResult, cv_folds, cv_splitter, fast_caps, prepare_dat
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'ROUND_STEP', 'HEARTBEAT_SECONDS', 'suggest_params', 'PerTrialSeed', 'make_sampler', 'make_pruner',
-           'tuning_metric', 'default_storage', 'make_storage', 'study_name', 'open_study', 'fail_orphaned_trials',
-           'round_callbacks', 'objective', 'TrialLogger', 'run_trials', 'study_plots', 'refit_best', 'ProgressBar',
-           'TuneResult', 'tune']
+__all__ = ['log', 'ROUND_STEP', 'HEARTBEAT_SECONDS', 'suggest_params', 'decode_params', 'PerTrialSeed', 'make_sampler',
+           'make_pruner', 'tuning_metric', 'default_storage', 'make_storage', 'study_name', 'open_study',
+           'fail_orphaned_trials', 'round_callbacks', 'objective', 'TrialLogger', 'run_trials', 'study_plots',
+           'refit_best', 'ProgressBar', 'TuneResult', 'tune']
 
 # %% ../nbs/08_tuning.ipynb #5df2388d
 def suggest_params(trial: optuna.Trial, space: dict[str, SearchParam]) -> dict:
     "Draw one value per parameter of `space` from `trial`."
     params = {}
     for name, p in space.items():
-        if p.type == "categorical": params[name] = trial.suggest_categorical(name, p.choices)
+        if p.type == "categorical":  # Optuna stores plain values: a list choice (layer sizes) is drawn by its JSON text
+            labels = [json.dumps(c) if isinstance(c, (list, dict)) else c for c in p.choices]
+            params[name] = p.choices[labels.index(trial.suggest_categorical(name, labels))]
         elif p.type == "int": params[name] = trial.suggest_int(name, int(p.low), int(p.high), log=p.log)
         else: params[name] = trial.suggest_float(name, p.low, p.high, log=p.log)
     return params
+
+def decode_params(params: dict, space: dict[str, SearchParam]) -> dict:
+    "A trial's stored parameters as model params (a list choice back from its JSON text)."
+    return {name: json.loads(v) if name in space and space[name].type == "categorical" and isinstance(v, str)
+            and any(isinstance(c, (list, dict)) for c in space[name].choices) else v for name, v in params.items()}
 
 # %% ../nbs/08_tuning.ipynb #d9c7fe32
 ROUND_STEP = 10_000  # intermediate steps: fold · ROUND_STEP + boosting round (or epoch); a fold's CV score at its last step
@@ -174,6 +182,7 @@ def objective(config: ExperimentConfig, settings: Settings, X: pd.DataFrame, y: 
     sign = 1 if maximise else -1  # scikit-learn scorers are greater-is-better
     splits = list(cv_splitter(config, cv_folds(config, settings), settings.seed).split(X, y))
     threads = {"n_jobs": n_threads} if n_threads and config.model.type in PARALLEL else {}
+    if config.model.type == "mlp": threads["progress"] = False  # the study's bar, not one per epoch and fold
 
     def run(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", _worker_id())
@@ -260,7 +269,7 @@ def study_plots(study: optuna.Study, folder: Path, seed: int = 42) -> list[Path]
 def refit_best(config: ExperimentConfig, settings: Settings, study: optuna.Study, parent_run_id: str | None = None) -> TrainResult:
     "Train the best trial's parameters on the training split, test, register as `challenger`; `champion` moves only if better."
     from mlflow.tracking import MlflowClient
-    best = with_model_params(config, {**config.model.params, **study.best_params})
+    best = with_model_params(config, {**config.model.params, **decode_params(study.best_params, config.tuning.search_space)})
     result = run_experiment(best, settings, parent_run_id=parent_run_id)
     client = MlflowClient(settings.mlflow_tracking_uri)
     client.set_tag(result.run_id, "tuned_by", f"{study.study_name} trial {study.best_trial.number}")
