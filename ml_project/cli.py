@@ -122,9 +122,9 @@ def tune(config: ConfigOption, trials: Annotated[Optional[int], typer.Option("--
     except _known_errors() as e:
         _fail(str(e).strip("'\""), 1)
     study, metric = result.study, tuning_metric(experiment)
-    counts = result.trials["state"].value_counts().to_dict()
-    typer.echo(f"study {study.study_name}: {len(result.trials)} trials in all ({', '.join(f'{v} {k.lower()}' for k, v in counts.items())}); "
-               f"this run {result.seconds:.0f}s")
+    added = ", ".join(f"{n} {state}" for state, n in result.added.items() if n)
+    typer.echo(f"study {study.study_name}: {len(result.trials)} trials in all; this run added {sum(result.added.values())} "
+               f"({added or 'none'}) in {result.seconds:.1f}s")
     if result.orphans_failed: typer.echo(f"trials {result.orphans_failed} had lost their worker: marked failed")
     try: typer.echo(f"best CV {metric} {study.best_value:.4f} (trial {study.best_trial.number}): "
                     f"{decode_params(study.best_params, experiment.tuning.search_space)}")

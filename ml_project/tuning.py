@@ -300,6 +300,7 @@ class TuneResult:
     refit: TrainResult | None = None
     orphans_failed: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    added: dict[str, int] = field(default_factory=dict)  # trials this run added, by state
 
 def _redacted(url: str) -> str:
     from sqlalchemy.engine import make_url
@@ -356,7 +357,7 @@ def tune(config: ExperimentConfig, settings: Settings, n_trials: int | None = No
             for k, v in {"best_trial": str(study.best_trial.number), "challenger_run": refitted.run_id, "champion": str(refitted.champion)}.items():
                 client.set_tag(parent_id, k, v)
         client.set_terminated(parent_id, "FINISHED")
-        return TuneResult(study, parent_id, trials, plots, refitted, orphans, seconds)
+        return TuneResult(study, parent_id, trials, plots, refitted, orphans, seconds, counts)
     except BaseException as e:
         client.set_tag(parent_id, "error", f"{type(e).__name__}: {e}"[:5000])
         client.set_terminated(parent_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
