@@ -242,7 +242,8 @@ def run_trials(config: ExperimentConfig, settings: Settings, storage: str, n_tri
 
 def _worker(config, settings, storage, n_trials, timeout, parent_run_id, n_threads):
     logging.basicConfig(level=logging.WARNING)
-    run_trials(config, settings, storage, n_trials, timeout, parent_run_id, n_threads)
+    try: run_trials(config, settings, storage, n_trials, timeout, parent_run_id, n_threads)
+    except KeyboardInterrupt: pass  # Optuna has marked the running trial failed; the parent reports the interruption
 
 # %% ../nbs/08_tuning.ipynb #d3dd3667
 def study_plots(study: optuna.Study, folder: Path, seed: int = 42) -> list[Path]:
@@ -336,8 +337,11 @@ def tune(config: ExperimentConfig, settings: Settings, n_trials: int | None = No
         bar = ProgressBar(n_trials, start) if progress else None
         try:
             run_trials(config, settings, storage, shares[0], timeout, parent_id, n_threads, callbacks=[bar] if bar else [])
+        except BaseException:
+            for worker in others: worker.terminate()  # SIGTERM: each marks its running trial failed and stops
+            raise
         finally:
-            for worker in others: worker.join(timeout=None if worker.is_alive() else 0)
+            for worker in others: worker.join()
             if bar: bar.bar.close()
         seconds = time.perf_counter() - began
         trials = study.trials_dataframe(attrs=("number", "value", "state", "duration", "params"))

@@ -82,10 +82,10 @@ def test_two_commands_share_one_study(project, tmp_path):
     assert len({tuple(sorted(t.params.items())) for t in trials}) == len(trials)  # and no point was tried twice
 
 
-@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
-def test_interrupted_tuning_keeps_finished_trials_and_resumes(project, tmp_path, how):
+@pytest.mark.parametrize("how, workers", [(signal.SIGTERM, 1), (signal.SIGTERM, 2), (signal.SIGKILL, 1)])
+def test_interrupted_tuning_keeps_finished_trials_and_resumes(project, tmp_path, how, workers):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    run = _start(project, "--timeout", "300", "--storage", storage, "--no-refit",
+    run = _start(project, "--timeout", "300", "--storage", storage, "--no-refit", "--workers", str(workers),
                  "--set", "tuning.search_space.n_estimators.low=250", "--set", "tuning.search_space.n_estimators.high=300")
     _wait_for(storage, TrialState.COMPLETE)
     _wait_for(storage, TrialState.RUNNING)
@@ -95,7 +95,7 @@ def test_interrupted_tuning_keeps_finished_trials_and_resumes(project, tmp_path,
     before = _trials(storage)
     finished = [t.number for t in before if t.state == TrialState.COMPLETE]
     assert finished
-    if how == signal.SIGTERM:  # the worker marks its own trial failed on the way out
+    if how == signal.SIGTERM:  # the command stops its workers, and each marks its own trial failed on the way out
         assert "interrupted" in output and not [t for t in before if t.state == TrialState.RUNNING]
     else:  # kill -9 leaves it RUNNING, until the next command finds its process gone
         assert [t for t in before if t.state == TrialState.RUNNING]
@@ -114,3 +114,32 @@ def test_journal_storage(project, tmp_path):
     result = tune(config, project, n_trials=2, storage=f"journal:{tmp_path / 'study.log'}", refit=False)
     assert (tmp_path / "study.log").is_file() and len(result.trials) == 2
     assert len(tune(config, project, n_trials=1, storage=f"journal:{tmp_path / 'study.log'}", refit=False).trials) == 3
+
+
+class _PruneAfter(optuna.pruners.BasePruner):
+    "Prune once a trial has reported past `step`."
+    def __init__(self, step): self.step = step
+    def prune(self, study, trial): return trial.last_step is not None and trial.last_step >= self.step
+
+
+@pytest.mark.parametrize("name, every", [("churn_xgboost.yaml", 10), ("churn_mlp.yaml", 1)])
+def test_boosting_rounds_and_epochs_report_and_prune_inside_a_fold(project, name, every):
+    # XGBoost reports every 10 rounds and the MLP every epoch, at fold * ROUND_STEP + round, so a pruner can stop a trial mid-fold.
+    from ml_project.features import features_and_target
+    from ml_project.training import prepare_data
+    from ml_project.tuning import ROUND_STEP, objective
+    config = load_config(project.configs_dir / name)
+    _, splits, _ = prepare_data(config, project)
+    X, y = features_and_target(splits["train"], config)
+    run = objective(config, project, X, y)
+    free = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    free.optimize(run, n_trials=1)
+    steps = sorted(free.trials[0].intermediate_values)
+    within_first_fold = [s for s in steps if s < ROUND_STEP - 1]
+    assert len(within_first_fold) >= 2 and all(s % every == 0 for s in within_first_fold)
+    assert ROUND_STEP - 1 in steps and 2 * ROUND_STEP - 1 in steps  # and each fold's CV score at its last step
+    assert all(v < 0 for s, v in free.trials[0].intermediate_values.items() if s % ROUND_STEP != ROUND_STEP - 1)  # -loss: higher is better
+    pruned = optuna.create_study(direction="maximize", pruner=_PruneAfter(every))
+    pruned.optimize(run, n_trials=1)
+    assert pruned.trials[0].state == optuna.trial.TrialState.PRUNED
+    assert pruned.trials[0].last_step < ROUND_STEP  # stopped inside the first fold
