@@ -130,7 +130,8 @@ class PandasOneHotEncoder(TransformerMixin, BaseEstimator):
                 target = lookup[column.cat.codes.to_numpy()]
             else:
                 levels = self.categories_[j]
-                codes = pd.Categorical(column, categories=levels[:-1] if len(levels) and pd.isna(levels[-1]) else levels).codes
+                known = levels[:-1] if len(levels) and pd.isna(levels[-1]) else levels
+                codes = pd.Index(known, dtype=object).get_indexer(column.to_numpy(dtype=object))  # -1: unseen or missing
                 target = np.where(codes >= 0, position[codes], unseen)
                 target[column.isna().to_numpy()] = missing
             hit = target >= 0
