@@ -349,14 +349,14 @@ def tune(config: ExperimentConfig, settings: Settings, n_trials: int | None = No
         counts = {s.name.lower(): sum(t.state == s for t in added) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
         metrics = {**{f"trials_{k}": v for k, v in counts.items()}, "search_seconds": seconds,
                    "trials_per_minute": 60 * len(added) / seconds if seconds else 0.0}
-        if counts["complete"] or any(t.state == TrialState.COMPLETE for t in study.trials):
+        if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
             metrics[f"best_cv_{tuning_metric(config)}"] = study.best_value
         client.log_batch(parent_id, metrics=[_metric(k, v) for k, v in metrics.items()])
         plots = study_plots(study, settings.runs_dir / "tuning" / study.study_name, settings.seed)
         for plot in plots: client.log_artifact(parent_id, str(plot), "plots")
         refitted = None
         if refit and f"best_cv_{tuning_metric(config)}" in metrics:
-            client.log_dict(parent_id, study.best_params, "best_params.json")
+            client.log_dict(parent_id, decode_params(study.best_params, config.tuning.search_space), "best_params.json")
             refitted = refit_best(config, settings, study, parent_id)
             for k, v in {"best_trial": str(study.best_trial.number), "challenger_run": refitted.run_id, "champion": str(refitted.champion)}.items():
                 client.set_tag(parent_id, k, v)
