@@ -339,6 +339,11 @@ def tune(config: ExperimentConfig, settings: Settings, n_trials: int | None = No
             run_trials(config, settings, storage, shares[0], timeout, parent_id, n_threads, callbacks=[bar] if bar else [])
         except BaseException:
             for worker in others: worker.terminate()  # SIGTERM: each marks its running trial failed and stops
+            for worker in others:
+                worker.join(timeout=30)
+                if worker.is_alive(): worker.kill()  # stuck: stop it for good; its trial is failed just below
+            for worker in others: worker.join()
+            fail_orphaned_trials(study)
             raise
         finally:
             for worker in others: worker.join()

@@ -90,7 +90,11 @@ def test_interrupted_tuning_keeps_finished_trials_and_resumes(project, tmp_path,
     _wait_for(storage, TrialState.COMPLETE)
     _wait_for(storage, TrialState.RUNNING)
     run.send_signal(how)
-    output = run.communicate(timeout=60)[0]
+    try:
+        output = run.communicate(timeout=120)[0]
+    except subprocess.TimeoutExpired:
+        run.kill()
+        raise AssertionError("the command did not stop within 120 s of the signal:\n" + run.communicate()[0])
     assert run.returncode != 0
     before = _trials(storage)
     finished = [t.number for t in before if t.state == TrialState.COMPLETE]
