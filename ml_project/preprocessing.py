@@ -55,10 +55,6 @@ def _level_counts(column: pd.Series) -> tuple[dict, int]:
     missing = counts.index.isna()
     return dict(zip(counts.index[~missing], counts[~missing].tolist())), int(counts[missing].sum())
 
-def _known_codes(column: pd.Series, levels) -> np.ndarray:
-    "Each category of a pandas categorical `column` as its position in `levels`, -1 when not among them."
-    return pd.Index(levels, dtype=object).get_indexer(column.cat.categories.astype(object))
-
 class PandasOneHotEncoder(TransformerMixin, BaseEstimator):
     """`OneHotEncoder(sparse_output=False)`'s output and feature names, computed from pandas category codes.
 
@@ -111,12 +107,17 @@ class PandasOneHotEncoder(TransformerMixin, BaseEstimator):
             start += n_frequent + int(infrequent.any())
         return slots, start
 
+    def _targets(self, values, j: int, slots) -> np.ndarray:
+        "The output column of each value of input column `j` (-1: none); a missing value counts as unseen here."
+        position, unseen, _ = slots
+        levels = self.categories_[j]
+        known = pd.Index(levels[:-1] if len(levels) and pd.isna(levels[-1]) else levels, dtype=object)
+        at = known.get_indexer(np.asarray(values, dtype=object))
+        return np.where(at >= 0, position[at], unseen)
+
     def _lookup(self, column: pd.Series, j: int, slots) -> np.ndarray:
         "For a pandas categorical column: the output column of each category code, the last entry for code -1 (missing)."
-        position, unseen, missing = slots
-        levels = self.categories_[j]
-        known = _known_codes(column, levels[:-1] if len(levels) and pd.isna(levels[-1]) else levels)
-        return np.append(np.where(known >= 0, position[known], unseen), missing)
+        return np.append(self._targets(column.cat.categories, j, slots), slots[2])
 
     def transform(self, X):
         check_is_fitted(self, "categories_")
@@ -124,16 +125,13 @@ class PandasOneHotEncoder(TransformerMixin, BaseEstimator):
         slots, width = self._slots()
         out = np.zeros((X.shape[0], width))
         rows = np.arange(X.shape[0])
-        for j, ((_, column), (position, unseen, missing), cached) in enumerate(zip(X.items(), slots, self._lookups)):
+        for j, ((_, column), cached) in enumerate(zip(X.items(), self._lookups)):
             if isinstance(column.dtype, pd.CategoricalDtype):
                 lookup = cached[1] if cached is not None and column.dtype == cached[0] else self._lookup(column, j, slots[j])
                 target = lookup[column.cat.codes.to_numpy()]
             else:
-                levels = self.categories_[j]
-                known = levels[:-1] if len(levels) and pd.isna(levels[-1]) else levels
-                codes = pd.Index(known, dtype=object).get_indexer(column.to_numpy(dtype=object))  # -1: unseen or missing
-                target = np.where(codes >= 0, position[codes], unseen)
-                target[column.isna().to_numpy()] = missing
+                target = self._targets(column, j, slots[j])
+                target[column.isna().to_numpy()] = slots[j][2]  # a missing value's column
             hit = target >= 0
             out[rows[hit], target[hit]] = 1.0
         return out

@@ -38,21 +38,25 @@ __all__ = ['log', 'ROUND_STEP', 'HEARTBEAT_SECONDS', 'suggest_params', 'decode_p
            'refit_best', 'ProgressBar', 'TuneResult', 'tune']
 
 # %% ../nbs/08_tuning.ipynb #5df2388d
+def _labels(p: SearchParam) -> list:
+    "What Optuna stores for each choice: plain values as they are, a list or mapping (layer sizes) as its JSON text."
+    return [json.dumps(c) if isinstance(c, (list, dict)) else c for c in p.choices]
+
 def suggest_params(trial: optuna.Trial, space: dict[str, SearchParam]) -> dict:
     "Draw one value per parameter of `space` from `trial`."
     params = {}
     for name, p in space.items():
-        if p.type == "categorical":  # Optuna stores plain values: a list choice (layer sizes) is drawn by its JSON text
-            labels = [json.dumps(c) if isinstance(c, (list, dict)) else c for c in p.choices]
-            params[name] = p.choices[labels.index(trial.suggest_categorical(name, labels))]
+        if p.type == "categorical": params[name] = p.choices[_labels(p).index(trial.suggest_categorical(name, _labels(p)))]
         elif p.type == "int": params[name] = trial.suggest_int(name, int(p.low), int(p.high), log=p.log)
         else: params[name] = trial.suggest_float(name, p.low, p.high, log=p.log)
     return params
 
 def decode_params(params: dict, space: dict[str, SearchParam]) -> dict:
     "A trial's stored parameters as model params (a list choice back from its JSON text)."
-    return {name: json.loads(v) if name in space and space[name].type == "categorical" and isinstance(v, str)
-            and any(isinstance(c, (list, dict)) for c in space[name].choices) else v for name, v in params.items()}
+    def value(name, v):
+        p = space.get(name)
+        return p.choices[_labels(p).index(v)] if p is not None and p.type == "categorical" and v in _labels(p) else v
+    return {name: value(name, v) for name, v in params.items()}
 
 # %% ../nbs/08_tuning.ipynb #d9c7fe32
 ROUND_STEP = 10_000  # intermediate steps: fold · ROUND_STEP + boosting round (or epoch); a fold's CV score at its last step
@@ -99,6 +103,7 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         path = Path(url.removeprefix("journal:")).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    from sqlalchemy.exc import SQLAlchemyError
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None  # concurrent workers wait for the lock
     for attempt in range(5):  # commands started together race to create the tables; the loser finds them on a retry
         try:
@@ -106,9 +111,8 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat is marked experimental
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS,
                                                   grace_period=3 * HEARTBEAT_SECONDS)
-        except Exception as e:
-            from sqlalchemy.exc import SQLAlchemyError
-            if not isinstance(e, SQLAlchemyError) or attempt == 4: raise
+        except SQLAlchemyError:
+            if attempt == 4: raise
             time.sleep(0.5 + attempt)
 
 def study_name(config: ExperimentConfig, settings: Settings) -> str:
