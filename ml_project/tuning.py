@@ -230,19 +230,21 @@ def _interrupt(signum, frame): raise KeyboardInterrupt(f"signal {signum}")
 def run_trials(config: ExperimentConfig, settings: Settings, storage: str, n_trials: int | None, timeout: float | None,
                parent_run_id: str | None = None, n_threads: int | None = None, callbacks: list = ()) -> None:
     "One worker: add `n_trials` trials to the config's study (None: no limit), stopping after `timeout` seconds."
-    try: signal.signal(signal.SIGTERM, _interrupt)
-    except ValueError: pass  # not the main thread: leave signals alone
-    if n_threads and config.model.type == "mlp":
-        import torch
-        torch.set_num_threads(n_threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    config = fast_caps(config, settings)
-    study = open_study(config, settings, storage)
-    _, splits, _ = prepare_data(config, settings)
-    X, y = features_and_target(splits["train"], config)
-    recorder = [TrialLogger(settings.mlflow_tracking_uri, parent_run_id, tuning_metric(config))] if parent_run_id else []
-    study.optimize(objective(config, settings, X, y, n_threads), n_trials=n_trials, timeout=timeout, callbacks=[*recorder, *callbacks],
-                   gc_after_trial=False)
+    try: previous = signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError: previous = None  # not the main thread: leave signals alone
+    try:
+        if n_threads and config.model.type == "mlp":
+            import torch
+            torch.set_num_threads(n_threads)
+        config = fast_caps(config, settings)
+        study = open_study(config, settings, storage)
+        _, splits, _ = prepare_data(config, settings)
+        X, y = features_and_target(splits["train"], config)
+        recorder = [TrialLogger(settings.mlflow_tracking_uri, parent_run_id, tuning_metric(config))] if parent_run_id else []
+        study.optimize(objective(config, settings, X, y, n_threads), n_trials=n_trials, timeout=timeout,
+                       callbacks=[*recorder, *callbacks], gc_after_trial=False)
+    finally:
+        if previous is not None: signal.signal(signal.SIGTERM, previous)  # a notebook kernel keeps its own handler
 
 def _worker(config, settings, storage, n_trials, timeout, parent_run_id, n_threads):
     logging.basicConfig(level=logging.WARNING)
