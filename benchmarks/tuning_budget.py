@@ -8,7 +8,9 @@ For churn (test ROC-AUC) and Ames (test RMSE of log price) on the configs' fixed
 - the seed RandomForest config (churn) / the RandomForest config (Ames), as shipped;
 - FLAML AutoML (`time_budget=<budget>`, the same raw training rows, its own preprocessing), in its own virtual
   environment under `benchmarks/.flaml-venv` (FLAML's `automl` extra pins xgboost below 3, ours is 3);
-- trials per minute of `ml-project tune` with 1 and with 2 workers over the first budget.
+- trials per minute of `ml-project tune` with 1 and with 2 workers over the first budget: once with the config's
+  sampler and pruner (each run draws and prunes different trials, so this mixes search and speed), once on the same
+  trials (random sampler, no pruner: trial k is the same point whichever worker runs it), which isolates the workers.
 
 Run: .venv/bin/python benchmarks/tuning_budget.py [--budgets 60,300] [--problems churn,ames] [--no-flaml]
 Takes about 2 x (sum of budgets) per problem, plus FLAML's one-time install.
@@ -66,10 +68,15 @@ def cli(env, *args) -> tuple[str, float]:
     return done.stdout, time.perf_counter() - started
 
 
-def tune(env, config: str, budget: float, workers: int, metric: str, refit: bool = True) -> dict:
-    storage = f"sqlite:///{env['ML_PROJECT_ROOT']}/bench-{config}-{budget:g}-{workers}-{refit}.db"  # a new study each time
-    out, seconds = cli(env, "tune", "-c", f"configs/{config}", "--timeout", str(budget), "--workers", str(workers),
-                       "--storage", storage, *([] if refit else ["--no-refit"]))
+def tune(env, config: str, budget: float | None, workers: int, metric: str, refit: bool = True, trials: int | None = None,
+         same_trials: bool = False) -> dict:
+    "`ml-project tune` on a new study; `same_trials`: random sampler, no pruner, so trial k is the same work for any worker count."
+    tag = f"{config}-{budget}-{trials}-{workers}-{refit}-{same_trials}"
+    storage = f"sqlite:///{env['ML_PROJECT_ROOT']}/bench-{tag}.db"  # a new study each time
+    budget_args = [*(["--timeout", str(budget)] if budget else []), *(["--trials", str(trials)] if trials else [])]
+    fixed = ["--set", "tuning.sampler=random", "--set", "tuning.pruner=none"] if same_trials else []
+    out, seconds = cli(env, "tune", "-c", f"configs/{config}", *budget_args, "--workers", str(workers),
+                       "--storage", storage, *([] if refit else ["--no-refit"]), *fixed)
     added = re.search(r"this run added (\d+) .* in ([0-9.]+)s", out)
     trials, search = int(added.group(1)), float(added.group(2))
     test = re.search(rf"refit: test {metric} ([0-9.]+)", out)
@@ -128,9 +135,18 @@ def main(budgets: list[float], problems: list[str], with_flaml: bool):
                     result = flaml(env, spec["tune"], budget, 42)
                     rows.append({"problem": problem, "method": f"FLAML ({result['best_estimator']})", "budget_s": budget,
                                  "test": result["score"], "seconds": result["total_s"]})
-            for workers in (1, 2):
+            for workers in (1, 2):  # the config's own sampler and pruner: each run draws (and prunes) different trials
                 result = tune(env, spec["tune"], budgets[0], workers, spec["metric"], refit=False)
-                speed.append({"problem": problem, "workers": workers, "trials": result["trials"], "search_s": result["search_s"],
+                speed.append({"problem": problem, "trials": "config's sampler and pruner", "workers": workers,
+                              "count": result["trials"], "search_s": result["search_s"],
+                              "trials_per_min": 60 * result["trials"] / result["search_s"]})
+            same = None
+            for workers in (1, 2):  # the same trials (as many as 1 worker does in the budget), so only the workers differ
+                result = tune(env, spec["tune"], None if same else budgets[0], workers, spec["metric"], refit=False,
+                              trials=same, same_trials=True)
+                same = same or result["trials"]
+                speed.append({"problem": problem, "trials": "the same trials (random, no pruning)", "workers": workers,
+                              "count": result["trials"], "search_s": result["search_s"],
                               "trials_per_min": 60 * result["trials"] / result["search_s"]})
     pd.set_option("display.width", 200)
     table = pd.DataFrame(rows)
@@ -139,9 +155,9 @@ def main(budgets: list[float], problems: list[str], with_flaml: bool):
     speed = pd.DataFrame(speed)
     print(f"trials per minute of `ml-project tune`, {budgets[0]:g} s search")
     print(speed.round(2).to_string(index=False))
-    for problem, group in speed.groupby("problem"):
+    for (problem, trials), group in speed.groupby(["problem", "trials"], sort=False):
         rate = group.set_index("workers")["trials_per_min"]
-        print(f"{problem}: 2 workers / 1 worker = {rate[2] / rate[1]:.2f}x (goal >= 1.7x)")
+        print(f"{problem}, {trials}: 2 workers / 1 worker = {rate[2] / rate[1]:.2f}x (goal >= 1.7x)")
 
 
 if __name__ == "__main__":

@@ -207,7 +207,8 @@ class TuningConfig(_Strict):
     timeout: float | None = Field(None, gt=0, description="Seconds for the whole study")
     metric: str | None = Field(None, description="What to optimise (default: training.primary_metric); direction follows the metric")
     sampler: Literal["tpe", "random"] = Field("tpe", description="Seeded; named because Optuna 5 changed its default")
-    pruner: Literal["median", "hyperband", "none"] = "median"
+    pruner: Literal["median", "hyperband", "none"] = Field("median", description="Stops weak trials on their fold scores")
+    prune_within_folds: bool = Field(False, description="Also prune on boosting rounds / epochs inside a fold (favours fast learning rates)")
     search_space: dict[str, SearchParam] = Field(default_factory=dict, description="model.params to search, by name")
 
 class TrainingConfig(_Strict):

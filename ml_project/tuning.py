@@ -84,7 +84,7 @@ def make_sampler(config: ExperimentConfig, seed: int) -> optuna.samplers.BaseSam
     return PerTrialSeed(optuna.samplers.RandomSampler if config.tuning.sampler == "random" else optuna.samplers.TPESampler, seed)
 
 def make_pruner(config: ExperimentConfig) -> optuna.pruners.BasePruner:
-    "Median: stop a trial that trails the median of earlier trials at the same fold and round (after 5 trials and 50 rounds)."
+    "Median: stop a trial that trails the median of finished trials at the same fold (and round), after 5 trials and 50 rounds."
     if config.tuning.pruner == "median": return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=50)
     if config.tuning.pruner == "hyperband": return optuna.pruners.HyperbandPruner(min_resource=10, max_resource=ROUND_STEP)
     return optuna.pruners.NopPruner()
@@ -150,30 +150,31 @@ def fail_orphaned_trials(study: optuna.Study) -> list[int]:
 
 # %% ../nbs/08_tuning.ipynb #d30ea80a
 class _Reporter:
-    "Report a loss to `trial` at `fold · ROUND_STEP + step`; raise `TrialPruned` when the pruner says so."
-    def __init__(self, trial: optuna.Trial, fold: int, maximise: bool, every: int = 1):
-        self.trial, self.fold, self.sign, self.every = trial, fold, -1.0 if maximise else 1.0, every
+    "Report a loss to `trial` at `fold · ROUND_STEP + step` for steps first, 2·first, 4·first, ...; raise `TrialPruned` when the pruner says so."
+    def __init__(self, trial: optuna.Trial, fold: int, maximise: bool, first: int = 1):
+        self.trial, self.fold, self.sign, self.next = trial, fold, -1.0 if maximise else 1.0, first
 
     def report(self, step: int, loss: float):
-        if step % self.every or not np.isfinite(loss): return
+        if step < self.next or not np.isfinite(loss): return
+        self.next *= 2  # doubling rungs: a few storage round trips per fold, not one per round
         self.trial.report(self.sign * float(loss), self.fold * ROUND_STEP + step)
         if self.trial.should_prune(): raise optuna.TrialPruned(f"fold {self.fold}, round {step}")
 
 def round_callbacks(config: ExperimentConfig, trial: optuna.Trial, fold: int, maximise: bool) -> dict:
-    "Model params that make XGBoost (every 10 rounds) or the MLP (every epoch) report its validation loss to `trial`."
+    "Model params that make XGBoost (after 10, 20, 40, ... rounds) or the MLP (after 1, 2, 4, ... epochs) report its validation loss to `trial`."
     if config.model.type == "xgboost":
         import xgboost as xgb
         class XGBoostReporter(_Reporter, xgb.callback.TrainingCallback):
             def after_iteration(self, model, epoch, evals_log):
                 for metrics in evals_log.values():  # the early-stopping hold-out; the last metric is the one it stops on
-                    self.report(epoch, list(metrics.values())[-1][-1])
+                    self.report(epoch + 1, list(metrics.values())[-1][-1])
                 return False
-        return {"callbacks": [XGBoostReporter(trial, fold, maximise, every=10)]}
+        return {"callbacks": [XGBoostReporter(trial, fold, maximise, first=10)]}
     if config.model.type == "mlp":
         from skorch.callbacks import Callback
         class SkorchReporter(_Reporter, Callback):
             def on_epoch_end(self, net, **kwargs):
-                if "valid_loss" in net.history[-1]: self.report(len(net.history) - 1, net.history[-1, "valid_loss"])
+                if "valid_loss" in net.history[-1]: self.report(len(net.history), net.history[-1, "valid_loss"])
         return {"callbacks": [SkorchReporter(trial, fold, maximise)]}
     return {}
 
@@ -193,7 +194,8 @@ def objective(config: ExperimentConfig, settings: Settings, X: pd.DataFrame, y: 
         params = {**config.model.params, **suggest_params(trial, config.tuning.search_space), **threads}
         scores = []
         for fold, (train, valid) in enumerate(splits):
-            fold_config = with_model_params(config, {**params, **round_callbacks(config, trial, fold, maximise)})
+            within = round_callbacks(config, trial, fold, maximise) if config.tuning.prune_within_folds else {}
+            fold_config = with_model_params(config, {**params, **within})
             model = build_pipeline(fold_config, settings.seed).fit(X.iloc[train], y.iloc[train])  # the factory checks every name
             scores.append(sign * scorer(model, X.iloc[valid], y.iloc[valid]))
             trial.report(float(np.mean(scores)), fold * ROUND_STEP + ROUND_STEP - 1)
@@ -384,7 +386,8 @@ def _metric(key: str, value: float):
 
 def _study_params(config: ExperimentConfig, study: optuna.Study, n_trials, timeout, workers) -> list:
     from mlflow.entities import Param
-    values = {"sampler": repr(study.sampler), "pruner": type(study.pruner).__name__, "metric": tuning_metric(config),
+    values = {"sampler": repr(study.sampler), "pruner": type(study.pruner).__name__,
+              "prune_within_folds": config.tuning.prune_within_folds, "metric": tuning_metric(config),
               "direction": study.direction.name.lower(), "n_trials": n_trials, "timeout": timeout, "workers": workers,
               **{f"space.{k}": v.model_dump(exclude_none=True) for k, v in config.tuning.search_space.items()}}
     return [Param(k, str(v)[:6000]) for k, v in values.items()]

@@ -126,13 +126,14 @@ class _PruneAfter(optuna.pruners.BasePruner):
     def prune(self, study, trial): return trial.last_step is not None and trial.last_step >= self.step
 
 
-@pytest.mark.parametrize("name, every", [("churn_xgboost.yaml", 10), ("churn_mlp.yaml", 1)])
-def test_boosting_rounds_and_epochs_report_and_prune_inside_a_fold(project, name, every):
-    # XGBoost reports every 10 rounds and the MLP every epoch, at fold * ROUND_STEP + round, so a pruner can stop a trial mid-fold.
+@pytest.mark.parametrize("name, first", [("churn_xgboost.yaml", 10), ("churn_mlp.yaml", 1)])
+def test_boosting_rounds_and_epochs_report_and_prune_inside_a_fold(project, name, first):
+    # XGBoost reports after 10, 20, 40, ... rounds and the MLP after 1, 2, 4, ... epochs, at fold * ROUND_STEP + round,
+    # so a pruner can stop a trial mid-fold.
     from ml_project.features import features_and_target
     from ml_project.training import prepare_data
     from ml_project.tuning import ROUND_STEP, objective
-    config = load_config(project.configs_dir / name)
+    config = load_config(project.configs_dir / name, ["tuning.prune_within_folds=true"])
     _, splits, _ = prepare_data(config, project)
     X, y = features_and_target(splits["train"], config)
     run = objective(config, project, X, y)
@@ -140,10 +141,25 @@ def test_boosting_rounds_and_epochs_report_and_prune_inside_a_fold(project, name
     free.optimize(run, n_trials=1)
     steps = sorted(free.trials[0].intermediate_values)
     within_first_fold = [s for s in steps if s < ROUND_STEP - 1]
-    assert len(within_first_fold) >= 2 and all(s % every == 0 for s in within_first_fold)
+    assert len(within_first_fold) >= 2 and within_first_fold == [first * 2 ** k for k in range(len(within_first_fold))]
     assert ROUND_STEP - 1 in steps and 2 * ROUND_STEP - 1 in steps  # and each fold's CV score at its last step
     assert all(v < 0 for s, v in free.trials[0].intermediate_values.items() if s % ROUND_STEP != ROUND_STEP - 1)  # -loss: higher is better
-    pruned = optuna.create_study(direction="maximize", pruner=_PruneAfter(every))
+    pruned = optuna.create_study(direction="maximize", pruner=_PruneAfter(first))
     pruned.optimize(run, n_trials=1)
     assert pruned.trials[0].state == optuna.trial.TrialState.PRUNED
     assert pruned.trials[0].last_step < ROUND_STEP  # stopped inside the first fold
+
+
+def test_by_default_trials_report_only_their_fold_scores(project):
+    # Round-level pruning is opt-in (it favours fast learning rates); by default a trial reports once per fold.
+    from ml_project.features import features_and_target
+    from ml_project.training import prepare_data
+    from ml_project.training import cv_folds
+    from ml_project.tuning import ROUND_STEP, objective
+    config = load_config(project.configs_dir / "churn_xgboost.yaml")
+    assert not config.tuning.prune_within_folds
+    _, splits, _ = prepare_data(config, project)
+    X, y = features_and_target(splits["train"], config)
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    study.optimize(objective(config, project, X, y), n_trials=1)
+    assert sorted(study.trials[0].intermediate_values) == [k * ROUND_STEP + ROUND_STEP - 1 for k in range(cv_folds(config, project))]
