@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'ROUND_STEP', 'HEARTBEAT_SECONDS', 'suggest_params', 'decode_params', 'PerTrialSeed', 'make_sampler',
            'make_pruner', 'tuning_metric', 'default_storage', 'make_storage', 'study_name', 'open_study',
-           'fail_orphaned_trials', 'round_callbacks', 'objective', 'TrialLogger', 'run_trials', 'study_plots',
-           'refit_best', 'ProgressBar', 'TuneResult', 'tune']
+           'fail_orphaned_trials', 'round_callbacks', 'objective', 'TrialLogger', 'trial_budget', 'run_trials',
+           'study_plots', 'refit_best', 'ProgressBar', 'TuneResult', 'tune']
 
 # %% ../nbs/08_tuning.ipynb #5df2388d
 def _labels(p: SearchParam) -> list:
@@ -229,9 +229,23 @@ class TrialLogger:
 # %% ../nbs/08_tuning.ipynb #bf1704d6
 def _interrupt(signum, frame): raise KeyboardInterrupt(f"signal {signum}")
 
+def trial_budget(n_trials: int | None):
+    "A count of trials still to start, shared by worker processes (None: no limit)."
+    return None if n_trials is None else multiprocessing.get_context("spawn").Value("i", n_trials)
+
+def _take_one(budget) -> bool:
+    if budget is None: return True
+    with budget.get_lock():
+        if budget.value <= 0: return False
+        budget.value -= 1
+        return True
+
 def run_trials(config: ExperimentConfig, settings: Settings, storage: str, n_trials: int | None, timeout: float | None,
-               parent_run_id: str | None = None, n_threads: int | None = None, callbacks: list = ()) -> None:
-    "One worker: add `n_trials` trials to the config's study (None: no limit), stopping after `timeout` seconds."
+               parent_run_id: str | None = None, n_threads: int | None = None, callbacks: list = (), budget=None) -> None:
+    """One worker: add `n_trials` trials to the config's study (None: no limit), stopping after `timeout` seconds.
+
+    `budget` (from `trial_budget`) replaces `n_trials` with a count shared by workers: each takes one trial at a time,
+    so none sits idle while another still has trials queued."""
     try: previous = signal.signal(signal.SIGTERM, _interrupt)
     except ValueError: previous = None  # not the main thread: leave signals alone
     try:
@@ -243,14 +257,18 @@ def run_trials(config: ExperimentConfig, settings: Settings, storage: str, n_tri
         _, splits, _ = prepare_data(config, settings)
         X, y = features_and_target(splits["train"], config)
         recorder = [TrialLogger(settings.mlflow_tracking_uri, parent_run_id, tuning_metric(config))] if parent_run_id else []
-        study.optimize(objective(config, settings, X, y, n_threads), n_trials=n_trials, timeout=timeout,
-                       callbacks=[*recorder, *callbacks], gc_after_trial=False)
+        run, budget = objective(config, settings, X, y, n_threads), budget if budget is not None else trial_budget(n_trials)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while _take_one(budget):
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0: break
+            study.optimize(run, n_trials=1, timeout=left, callbacks=[*recorder, *callbacks], gc_after_trial=False)
     finally:
         if previous is not None: signal.signal(signal.SIGTERM, previous)  # a notebook kernel keeps its own handler
 
-def _worker(config, settings, storage, n_trials, timeout, parent_run_id, n_threads):
+def _worker(config, settings, storage, budget, timeout, parent_run_id, n_threads):
     logging.basicConfig(level=logging.WARNING)
-    try: run_trials(config, settings, storage, n_trials, timeout, parent_run_id, n_threads)
+    try: run_trials(config, settings, storage, None, timeout, parent_run_id, n_threads, budget=budget)
     except KeyboardInterrupt: pass  # Optuna has marked the running trial failed; the parent reports the interruption
 
 # %% ../nbs/08_tuning.ipynb #d3dd3667
@@ -337,14 +355,13 @@ def tune(config: ExperimentConfig, settings: Settings, n_trials: int | None = No
     if config_path(config): client.log_artifact(parent_id, str(config_path(config)), "config")
     try:
         n_threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
-        shares = [n_trials // workers + (k < n_trials % workers) for k in range(workers)] if n_trials else [None] * workers
-        context = multiprocessing.get_context("spawn")
-        others = [context.Process(target=_worker, args=(config, settings, storage, shares[k], timeout, parent_id, n_threads))
-                  for k in range(1, workers) if shares[k] != 0]
+        budget, context = trial_budget(n_trials), multiprocessing.get_context("spawn")
+        others = [context.Process(target=_worker, args=(config, settings, storage, budget, timeout, parent_id, n_threads))
+                  for k in range(1, workers if n_trials is None else min(workers, n_trials))]
         for worker in others: worker.start()
         bar = ProgressBar(n_trials, start) if progress else None
         try:
-            run_trials(config, settings, storage, shares[0], timeout, parent_id, n_threads, callbacks=[bar] if bar else [])
+            run_trials(config, settings, storage, None, timeout, parent_id, n_threads, callbacks=[bar] if bar else [], budget=budget)
         except BaseException:
             for worker in others: worker.terminate()  # SIGTERM: each marks its running trial failed and stops
             for worker in others:

@@ -82,6 +82,18 @@ def test_two_commands_share_one_study(project, tmp_path):
     assert len({tuple(sorted(t.params.items())) for t in trials}) == len(trials)  # and no point was tried twice
 
 
+def test_workers_draw_from_one_count_of_trials(project, tmp_path):
+    # K workers take trials one at a time from a shared count, so no worker idles while another still has a queue of
+    # its own; still exactly N are added (a worker that starts late may find none left).
+    storage = f"sqlite:///{tmp_path / 'count.db'}"
+    run = _start(project, "--trials", "5", "--workers", "2", "--storage", storage, "--no-refit")
+    output = run.communicate(timeout=300)[0]
+    assert run.returncode == 0, output
+    assert "this run added 5 " in output
+    trials = _trials(storage)
+    assert len(trials) == 5 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+
+
 @pytest.mark.parametrize("how, workers", [(signal.SIGTERM, 1), (signal.SIGTERM, 2), (signal.SIGKILL, 1)])
 def test_interrupted_tuning_keeps_finished_trials_and_resumes(project, tmp_path, how, workers):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
