@@ -13,13 +13,14 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.compose import ColumnTransformer, make_column_selector
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, OrdinalEncoder, RobustScaler, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, RobustScaler, StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .config import FeaturesConfig, PreprocessingConfig
 
 # %% auto #0
-__all__ = ['CATEGORICAL_DTYPES', 'IQRClipper', 'PandasOneHotEncoder', 'numeric_steps', 'categorical_steps', 'build_preprocessor']
+__all__ = ['CATEGORICAL_DTYPES', 'IQRClipper', 'PandasOneHotEncoder', 'PandasOrdinalEncoder', 'numeric_steps',
+           'categorical_steps', 'build_preprocessor']
 
 # %% ../nbs/03_preprocessing.ipynb #2afd745f
 class IQRClipper(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
@@ -152,6 +153,37 @@ class PandasOneHotEncoder(TransformerMixin, BaseEstimator):
         return tags
 
 # %% ../nbs/03_preprocessing.ipynb #d87571cb
+class PandasOrdinalEncoder(OneToOneFeatureMixin, PandasOneHotEncoder):
+    "`OrdinalEncoder(handle_unknown='use_encoded_value', unknown_value=-1)`'s output, computed from pandas category codes."
+    max_categories = None  # every level keeps its own code
+
+    def __init__(self): pass
+
+    def _slots(self):
+        "Per input column: each level's code (NaN for the missing level), the code of an unseen level, and of a missing value."
+        slots = []
+        for levels in self.categories_:
+            has_missing = bool(len(levels)) and pd.isna(levels[-1])
+            codes = np.arange(len(levels), dtype=float)
+            if has_missing: codes[-1] = np.nan
+            slots.append((codes, -1.0, np.nan if has_missing else -1.0))
+        return slots, len(slots)
+
+    def transform(self, X):
+        check_is_fitted(self, "categories_")
+        X = self._frame(X, reset=False)
+        slots = self._slots()[0]
+        out = np.empty((X.shape[0], X.shape[1]))
+        for j, ((_, column), cached) in enumerate(zip(X.items(), self._lookups)):
+            if isinstance(column.dtype, pd.CategoricalDtype):
+                lookup = cached[1] if cached is not None and column.dtype == cached[0] else self._lookup(column, j, slots[j])
+                out[:, j] = lookup[column.cat.codes.to_numpy()]
+            else:
+                out[:, j] = self._targets(column, j, slots[j])
+                out[column.isna().to_numpy(), j] = slots[j][2]
+        return out
+
+# %% ../nbs/03_preprocessing.ipynb #80fbeb9f
 _SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler, "robust": RobustScaler}
 CATEGORICAL_DTYPES = ["category", "object", "string", "bool"]
 
@@ -170,7 +202,7 @@ def categorical_steps(cfg: PreprocessingConfig) -> Pipeline:
     if cfg.encoding == "onehot":
         encode = PandasOneHotEncoder(max_categories=cfg.max_categories)
     else:
-        encode = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
+        encode = PandasOrdinalEncoder()
     if cfg.categorical_impute == "constant": return Pipeline([("encode", encode)])  # both encoders treat missing as a category
     impute = SimpleImputer(strategy="most_frequent", keep_empty_features=True)
     return Pipeline([("as_str", FunctionTransformer(_as_str, feature_names_out="one-to-one")), ("impute", impute), ("encode", encode)])

@@ -9,10 +9,11 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from ml_project.features import GroupStatsEncoder
-from ml_project.preprocessing import IQRClipper, PandasOneHotEncoder
+from ml_project.preprocessing import IQRClipper, PandasOneHotEncoder, PandasOrdinalEncoder
 
 
-@parametrize_with_checks([IQRClipper(), IQRClipper(factor=3.0), PandasOneHotEncoder(), PandasOneHotEncoder(max_categories=3)])
+@parametrize_with_checks([IQRClipper(), IQRClipper(factor=3.0), PandasOneHotEncoder(), PandasOneHotEncoder(max_categories=3),
+                          PandasOrdinalEncoder()])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -111,6 +112,32 @@ def test_pandas_one_hot_matches_on_the_shipped_data(project):
         theirs = OneHotEncoder(max_categories=10, handle_unknown="infrequent_if_exist", sparse_output=False).fit(train)
         assert list(ours.get_feature_names_out()) == list(theirs.get_feature_names_out())
         np.testing.assert_array_equal(ours.transform(test), theirs.transform(test))
+
+
+def test_pandas_ordinal_matches_scikit_learn(project):
+    # The same codes as OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1): every kind of column, unseen
+    # levels (-1), missing values (NaN if seen in fit, else -1), numpy input, and the shipped Ames and churn data.
+    from sklearn.preprocessing import OrdinalEncoder
+    from ml_project.config import get_settings, load_config
+    from ml_project.data import load_dataset
+    train, new = _categorical_tables()
+    pairs = [(train, [train, new, new.to_numpy()])]
+    settings = get_settings()
+    for name in ["experiment_001.yaml", "ames_random_forest.yaml"]:
+        X = load_dataset(load_config(settings.configs_dir / name), settings).frame.select_dtypes(include=["category", "object", "string", "bool"])
+        pairs.append((X.iloc[::2], [X.iloc[1::2]]))
+    for fit_on, tables in pairs:
+        ours = PandasOrdinalEncoder().fit(fit_on)
+        theirs = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1).fit(fit_on)
+        assert list(ours.get_feature_names_out()) == list(theirs.get_feature_names_out())
+        for X in tables:
+            np.testing.assert_array_equal(ours.transform(X), theirs.transform(X))
+    # a request whose categorical column is all missing arrives as floats: missing, not an error
+    ours = PandasOrdinalEncoder().fit(train)
+    all_missing = new.assign(plan=np.nan, plan_cat=np.nan)
+    assert np.isnan(ours.transform(all_missing)[:, :2]).all()
+    assert clone(ours).get_params() == {}
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(ours)).transform(new), ours.transform(new))
 
 
 def test_pandas_one_hot_errors_and_contract():
