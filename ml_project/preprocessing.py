@@ -120,6 +120,15 @@ class PandasOneHotEncoder(TransformerMixin, BaseEstimator):
         "For a pandas categorical column: the output column of each category code, the last entry for code -1 (missing)."
         return np.append(self._targets(column.cat.categories, j, slots), slots[2])
 
+    def _column_targets(self, column: pd.Series, j: int, slots, cached) -> np.ndarray:
+        "Each row's slot for input column `j`: its level's, an unseen level's or a missing value's (see `_slots`)."
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            lookup = cached[1] if cached is not None and column.dtype == cached[0] else self._lookup(column, j, slots)
+            return lookup[column.cat.codes.to_numpy()]
+        target = self._targets(column, j, slots)
+        target[column.isna().to_numpy()] = slots[2]
+        return target
+
     def transform(self, X):
         check_is_fitted(self, "categories_")
         X = self._frame(X, reset=False)
@@ -127,12 +136,7 @@ class PandasOneHotEncoder(TransformerMixin, BaseEstimator):
         out = np.zeros((X.shape[0], width))
         rows = np.arange(X.shape[0])
         for j, ((_, column), cached) in enumerate(zip(X.items(), self._lookups)):
-            if isinstance(column.dtype, pd.CategoricalDtype):
-                lookup = cached[1] if cached is not None and column.dtype == cached[0] else self._lookup(column, j, slots[j])
-                target = lookup[column.cat.codes.to_numpy()]
-            else:
-                target = self._targets(column, j, slots[j])
-                target[column.isna().to_numpy()] = slots[j][2]  # a missing value's column
+            target = self._column_targets(column, j, slots[j], cached)
             hit = target >= 0
             out[rows[hit], target[hit]] = 1.0
         return out
@@ -173,15 +177,8 @@ class PandasOrdinalEncoder(OneToOneFeatureMixin, PandasOneHotEncoder):
         check_is_fitted(self, "categories_")
         X = self._frame(X, reset=False)
         slots = self._slots()[0]
-        out = np.empty((X.shape[0], X.shape[1]))
-        for j, ((_, column), cached) in enumerate(zip(X.items(), self._lookups)):
-            if isinstance(column.dtype, pd.CategoricalDtype):
-                lookup = cached[1] if cached is not None and column.dtype == cached[0] else self._lookup(column, j, slots[j])
-                out[:, j] = lookup[column.cat.codes.to_numpy()]
-            else:
-                out[:, j] = self._targets(column, j, slots[j])
-                out[column.isna().to_numpy(), j] = slots[j][2]
-        return out
+        columns = [self._column_targets(column, j, slots[j], cached) for j, ((_, column), cached) in enumerate(zip(X.items(), self._lookups))]
+        return np.column_stack(columns).astype(float) if columns else np.empty((X.shape[0], 0))
 
 # %% ../nbs/03_preprocessing.ipynb #80fbeb9f
 _SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler, "robust": RobustScaler}
