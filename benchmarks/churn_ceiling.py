@@ -14,7 +14,6 @@ Run: .venv/bin/python benchmarks/churn_ceiling.py [--xgb 150]   (about 1 minute 
 import argparse
 import itertools
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -42,7 +41,7 @@ def main(n_xgb: int, seed: int = 0):
             _, splits, _ = prepare_data(config, settings)
             return config, *features_and_target(splits["train"], config), *features_and_target(splits["test"], config)
 
-        preds, y_test = {}, None
+        preds = {}
         config, X, y, X_test, y_test = split("churn_xgboost")
         rng = np.random.default_rng(seed)
         for i in range(n_xgb):

@@ -135,19 +135,16 @@ def main(budgets: list[float], problems: list[str], with_flaml: bool):
                     result = flaml(env, spec["tune"], budget, 42)
                     rows.append({"problem": problem, "method": f"FLAML ({result['best_estimator']})", "budget_s": budget,
                                  "test": result["score"], "seconds": result["total_s"]})
-            for workers in (1, 2):  # the config's own sampler and pruner: each run draws (and prunes) different trials
-                result = tune(env, spec["tune"], budgets[0], workers, spec["metric"], refit=False)
-                speed.append({"problem": problem, "trials": "config's sampler and pruner", "workers": workers,
-                              "count": result["trials"], "search_s": result["search_s"],
-                              "trials_per_min": 60 * result["trials"] / result["search_s"]})
-            same = None
-            for workers in (1, 2):  # the same trials (as many as 1 worker does in the budget), so only the workers differ
-                result = tune(env, spec["tune"], None if same else budgets[0], workers, spec["metric"], refit=False,
-                              trials=same, same_trials=True)
-                same = same or result["trials"]
-                speed.append({"problem": problem, "trials": "the same trials (random, no pruning)", "workers": workers,
-                              "count": result["trials"], "search_s": result["search_s"],
-                              "trials_per_min": 60 * result["trials"] / result["search_s"]})
+            # The config's own sampler and pruner (each run draws and prunes different trials), then the same trials
+            # (as many as 1 worker does in the budget), so that only the workers differ.
+            for kind, same_trials in (("config's sampler and pruner", False), ("the same trials (random, no pruning)", True)):
+                count = None
+                for workers in (1, 2):
+                    result = tune(env, spec["tune"], None if count else budgets[0], workers, spec["metric"], refit=False,
+                                  trials=count, same_trials=same_trials)
+                    if same_trials: count = count or result["trials"]
+                    speed.append({"problem": problem, "trials": kind, "workers": workers, "count": result["trials"],
+                                  "search_s": result["search_s"], "trials_per_min": 60 * result["trials"] / result["search_s"]})
     pd.set_option("display.width", 200)
     table = pd.DataFrame(rows)
     print("test score on the fixed split (churn: ROC-AUC, higher is better; ames: RMSE of log price, lower is better)")

@@ -257,7 +257,8 @@ def run_trials(config: ExperimentConfig, settings: Settings, storage: str, n_tri
         _, splits, _ = prepare_data(config, settings)
         X, y = features_and_target(splits["train"], config)
         recorder = [TrialLogger(settings.mlflow_tracking_uri, parent_run_id, tuning_metric(config))] if parent_run_id else []
-        run, budget = objective(config, settings, X, y, n_threads), budget if budget is not None else trial_budget(n_trials)
+        run = objective(config, settings, X, y, n_threads)
+        if budget is None: budget = trial_budget(n_trials)
         deadline = None if timeout is None else time.monotonic() + timeout
         while _take_one(budget):
             left = None if deadline is None else deadline - time.monotonic()
@@ -366,8 +367,9 @@ def tune(config: ExperimentConfig, settings: Settings, n_trials: int | None = No
             for worker in others: worker.terminate()  # SIGTERM: each marks its running trial failed and stops
             for worker in others:
                 worker.join(timeout=30)
-                if worker.is_alive(): worker.kill()  # stuck: stop it for good; its trial is failed just below
-            for worker in others: worker.join()
+                if worker.is_alive():  # stuck: stop it for good; its trial is failed just below
+                    worker.kill()
+                    worker.join()
             fail_orphaned_trials(study)
             raise
         finally:

@@ -138,17 +138,21 @@ class _PruneAfter(optuna.pruners.BasePruner):
     def prune(self, study, trial): return trial.last_step is not None and trial.last_step >= self.step
 
 
+def _objective(project, config):
+    "The tuning objective on the config's training split."
+    from ml_project.features import features_and_target
+    from ml_project.training import prepare_data
+    from ml_project.tuning import objective
+    _, splits, _ = prepare_data(config, project)
+    return objective(config, project, *features_and_target(splits["train"], config))
+
+
 @pytest.mark.parametrize("name, first", [("churn_xgboost.yaml", 10), ("churn_mlp.yaml", 1)])
 def test_boosting_rounds_and_epochs_report_and_prune_inside_a_fold(project, name, first):
     # XGBoost reports after 10, 20, 40, ... rounds and the MLP after 1, 2, 4, ... epochs, at fold * ROUND_STEP + round,
     # so a pruner can stop a trial mid-fold.
-    from ml_project.features import features_and_target
-    from ml_project.training import prepare_data
-    from ml_project.tuning import ROUND_STEP, objective
-    config = load_config(project.configs_dir / name, ["tuning.prune_within_folds=true"])
-    _, splits, _ = prepare_data(config, project)
-    X, y = features_and_target(splits["train"], config)
-    run = objective(config, project, X, y)
+    from ml_project.tuning import ROUND_STEP
+    run = _objective(project, load_config(project.configs_dir / name, ["tuning.prune_within_folds=true"]))
     free = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
     free.optimize(run, n_trials=1)
     steps = sorted(free.trials[0].intermediate_values)
@@ -164,14 +168,10 @@ def test_boosting_rounds_and_epochs_report_and_prune_inside_a_fold(project, name
 
 def test_by_default_trials_report_only_their_fold_scores(project):
     # Round-level pruning is opt-in (it favours fast learning rates); by default a trial reports once per fold.
-    from ml_project.features import features_and_target
-    from ml_project.training import prepare_data
     from ml_project.training import cv_folds
-    from ml_project.tuning import ROUND_STEP, objective
+    from ml_project.tuning import ROUND_STEP
     config = load_config(project.configs_dir / "churn_xgboost.yaml")
     assert not config.tuning.prune_within_folds
-    _, splits, _ = prepare_data(config, project)
-    X, y = features_and_target(splits["train"], config)
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
-    study.optimize(objective(config, project, X, y), n_trials=1)
+    study.optimize(_objective(project, config), n_trials=1)
     assert sorted(study.trials[0].intermediate_values) == [k * ROUND_STEP + ROUND_STEP - 1 for k in range(cv_folds(config, project))]
