@@ -27,8 +27,8 @@ def _fail(message: str, code: int = 2):
 def _known_errors():
     from ml_project.config import ConfigError
     from ml_project.data import DataValidationError, RawDataError
-    from ml_project.training import ModelIntegrityError
-    return (ConfigError, RawDataError, DataValidationError, ModelIntegrityError, KeyError, ValueError)
+    from ml_project.registry import ModelIntegrityError
+    return (ConfigError, RawDataError, DataValidationError, ModelIntegrityError, KeyError, ValueError, FileNotFoundError)
 
 
 def _setup(mode: str | None):
@@ -46,7 +46,7 @@ def train(config: Annotated[list[Path], typer.Option("--config", "-c", help="Exp
     try:
         settings = _setup(mode)
         from ml_project.config import load_config
-        from ml_project.training import format_summary, run_experiment, summary_table
+        from ml_project.experiment import format_summary, run_experiment, summary_table
         experiments = [load_config(path, set) for path in config]  # every config is checked before anything runs
         results = []
         for experiment in experiments:
@@ -55,36 +55,57 @@ def train(config: Annotated[list[Path], typer.Option("--config", "-c", help="Exp
     except _known_errors() as e:
         _fail(str(e).strip("'\""), 1)
     if len(results) > 1:
-        typer.echo("Summary (primary metric of each experiment):")
+        typer.echo("Summary (each problem's selection metric; the champion is chosen on validation, test is only reported):")
         typer.echo(summary_table(results).round(4).to_string())
 
 
+ModelArgument = Annotated[str, typer.Option("--model", help="A saved model (models/churn_xgboost) or a registered one: churn (its champion), churn@challenger, churn:3")]
+
+
 @app.command()
-def evaluate(model: Annotated[Path, typer.Option("--model", help="A trained model's folder, e.g. models/experiment_001")],
-             out: Annotated[Optional[Path], typer.Option(help="Where to write the plots and report (default: <model>/evaluation)")] = None):
-    "Print a saved model's metrics on its test split and write the plots and a report."
+def evaluate(model: ModelArgument,
+             out: Annotated[Optional[Path], typer.Option(help="Where to write the plots and report (default: evaluation/ beside the model)")] = None):
+    "Print a saved or registered model's metrics on the test split it recorded, and write the plots and a report."
     try:
         settings = _setup(None)
-        from ml_project.config import ExperimentConfig, get_settings
-        from ml_project.evaluation import evaluate_and_report
-        from ml_project.features import features_and_target
-        from ml_project.training import load_model, prepare_data
-        pipeline, metadata = load_model(model, settings)  # checks the recorded sha256 before unpickling
-        config = ExperimentConfig.model_validate(metadata["config"])
-        settings = get_settings(mode=metadata["mode"], seed=metadata["seed"])
-        _, splits, _ = prepare_data(config, settings)
-        (X_valid, y_valid), (X_test, y_test) = (features_and_target(splits[k], config) for k in ("valid", "test"))
-        evaluation, _, files = evaluate_and_report(pipeline, X_test, y_test, X_valid, y_valid, config, settings,
-                                                   out or Path(model) / "evaluation")
+        from ml_project.evaluation import evaluate_saved_model
+        saved = evaluate_saved_model(model, settings, out)  # checks the recorded sha256 before unpickling
     except _known_errors() as e:
         _fail(str(e).strip("'\""), 1)
     import pandas as pd
-    typer.echo(f"{config.experiment.name}: {len(X_test):,} test rows ({metadata['mode']} mode, data md5 {metadata['data_md5']})")
+    meta, evaluation, files = saved.metadata, saved.evaluation, saved.files
+    typer.echo(f"{meta['experiment']}: {saved.rows:,} test rows ({meta['mode']} mode, data md5 {meta['data_md5']})")
     typer.echo(pd.Series(evaluation.metrics).round(4).to_frame("test").to_string())
-    if config.data.task == "classification":
+    if meta["task"] == "classification":
         typer.echo(f"\nconfusion matrix at threshold {evaluation.threshold if evaluation.threshold is not None else 'argmax'}:")
         typer.echo(evaluation.confusion.to_string())
     typer.echo(f"\nwrote {len(files)} files to {files[0].parent}: " + ", ".join(f.name for f in files))
+
+
+@app.command()
+def predict(model: ModelArgument,
+            input: Annotated[Path, typer.Option("--input", "-i", help="Rows to score: a .csv or .parquet file with the model's input columns")],
+            output: Annotated[Path, typer.Option("--output", "-o", help="Scored rows (Parquet): the id column, the inputs, prediction and probabilities")],
+            rejects: Annotated[Optional[Path], typer.Option(help="Rows that could not be scored, with the reason (CSV; default: <output>.rejects.csv)")] = None,
+            chunk_rows: Annotated[int, typer.Option(min=1, help="Rows read and scored at a time: memory is bounded by this")] = 100_000,
+            inputs: Annotated[bool, typer.Option(help="Write the input columns beside the predictions")] = True,
+            progress: Annotated[Optional[bool], typer.Option(help="A progress bar (default: when stderr is a terminal)")] = None):
+    """Score a file with a saved or registered model, in chunks; bad rows go to a reject file with the reason.
+
+    Exit code: 0 every row scored; 3 some rows rejected (the others are scored and written); 1 nothing written (an error)."""
+    try:
+        settings = _setup(None)
+        from ml_project.predictor import ModelPredictor, PredictionInputError, score_file
+        predictor = ModelPredictor.load(model, settings)
+        typer.echo(f"model: {predictor.name}" + (f" v{predictor.version}" if predictor.version else "") + f" ({predictor.task})", err=True)
+        summary = score_file(predictor, input, output, rejects, chunk_rows, inputs, sys.stderr.isatty() if progress is None else progress)
+    except PredictionInputError as e:
+        _fail(f"{input}: {e}", 1)
+    except _known_errors() as e:
+        _fail(str(e).strip("'\""), 1)
+    typer.echo(str(summary))
+    for warning in summary.warnings: typer.echo(f"warning: {warning}", err=True)
+    if summary.rejected: raise typer.Exit(3)
 
 
 @app.command()
@@ -93,7 +114,7 @@ def run(config: ConfigOption, mode: ModeOption = None, set: SetOption = None):
     try:
         settings = _setup(mode)
         from ml_project.config import load_config
-        from ml_project.experiments import run_notebooks
+        from ml_project.experiment import run_notebooks
         experiment = load_config(config, set)
         outcome = run_notebooks(config, experiment, settings, list(set or []))
     except _known_errors() as e:
@@ -131,9 +152,11 @@ def tune(config: ConfigOption, trials: Annotated[Optional[int], typer.Option("--
     except ValueError: typer.echo("no trial finished yet")
     if result.refit:
         r = result.refit
-        typer.echo(f"refit: test {experiment.primary_metric} {r.test[experiment.primary_metric]:.4f}; registered {r.registered[0]} "
-                   f"v{r.registered[1]} as challenger" + ("; it is the new champion" if r.champion else "; the champion stays"))
-    typer.echo(f"MLflow parent run {result.parent_run_id}; plots: {', '.join(str(p.relative_to(settings.root)) for p in result.plots)}")
+        metric = experiment.selection_metric
+        typer.echo(f"refit: validation {metric} {r.valid.get(metric, float('nan')):.4f}, test {r.test[metric]:.4f}; registered "
+                   f"{r.registered[0]} v{r.registered[1]} as challenger; {r.promotion.reason}"
+                   + ("; it is the new champion" if r.champion else "; the champion stays"))
+    typer.echo(f"MLflow parent run {result.parent_run_id}; plots: {', '.join(str(settings.relative(p)) for p in result.plots)}")
 
 
 @app.command()
@@ -143,12 +166,12 @@ def data(config: Annotated[list[Path], typer.Option("--config", "-c", help="Expe
     try:
         settings = _setup(mode)
         from ml_project.config import load_config
-        from ml_project.training import prepare_data
+        from ml_project.features import load_splits
         for path in config:
-            experiment = load_config(path)
-            dataset, splits, manifest = prepare_data(experiment, settings)
-            rows = ", ".join(f"{k} {len(v):,}" for k, v in splits.items())
-            typer.echo(f"{path}: {dataset.raw_path.relative_to(settings.root)} md5 {dataset.md5} valid; {rows} -> {manifest.relative_to(settings.root)}")
+            splits = load_splits(load_config(path), settings)
+            rows = ", ".join(f"{k} {v:,}" for k, v in splits.rows.items())
+            dataset = splits.dataset
+            typer.echo(f"{path}: {settings.relative(dataset.raw_path)} md5 {dataset.md5} valid; {rows} -> {settings.relative(splits.manifest)}")
     except _known_errors() as e:
         _fail(str(e).strip("'\""), 1)
 

@@ -9,7 +9,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-EXPERIMENT_NOTEBOOKS = ["02_eda.ipynb", "06_training.ipynb", "07_evaluation.ipynb", "08_tuning.ipynb"]  # papermill runs these with parameters
+EXPERIMENT_NOTEBOOKS = ["02_eda.ipynb", "06_training.ipynb", "06a_registry.ipynb", "07_evaluation.ipynb", "07a_experiment.ipynb",
+                        "08_tuning.ipynb", "08a_predictor.ipynb"]  # papermill runs these with parameters
 
 
 @pytest.fixture(scope="module")

@@ -140,11 +140,9 @@ class _PruneAfter(optuna.pruners.BasePruner):
 
 def _objective(project, config):
     "The tuning objective on the config's training split."
-    from ml_project.features import features_and_target
-    from ml_project.training import prepare_data
+    from ml_project.features import load_splits
     from ml_project.tuning import objective
-    _, splits, _ = prepare_data(config, project)
-    return objective(config, project, *features_and_target(splits["train"], config))
+    return objective(config, project, *load_splits(config, project)["train"])
 
 
 @pytest.mark.parametrize("name, first", [("churn_xgboost.yaml", 10), ("churn_mlp.yaml", 1)])
