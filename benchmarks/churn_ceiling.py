@@ -31,15 +31,14 @@ def main(n_xgb: int, seed: int = 0):
     with tempfile.TemporaryDirectory() as folder:
         os.environ.update(project_copy(Path(folder)))
         from ml_project.config import get_settings, load_config, with_model_params
-        from ml_project.features import features_and_target
+        from ml_project.features import load_splits
         from ml_project.models import build_pipeline
-        from ml_project.training import prepare_data
         settings = get_settings()
 
         def split(name):
             config = load_config(settings.configs_dir / f"{name}.yaml")
-            _, splits, _ = prepare_data(config, settings)
-            return config, *features_and_target(splits["train"], config), *features_and_target(splits["test"], config)
+            splits = load_splits(config, settings)
+            return config, *splits["train"], *splits["test"]
 
         preds = {}
         config, X, y, X_test, y_test = split("churn_xgboost")

@@ -31,10 +31,10 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ml_project.config import get_settings, load_config, with_model_params
-from ml_project.features import feature_steps, features_and_target
+from ml_project.features import feature_steps, load_splits
 from ml_project.models import EarlyStoppingXGBClassifier
 from ml_project.neural import MLPClassifier
-from ml_project.training import prepare_data, train_model
+from ml_project.training import train_model
 
 CONFIGS = ["experiment_001.yaml", "churn_xgboost.yaml", "churn_logistic.yaml", "churn_mlp.yaml"]
 FIXED_WORK = {"xgboost": {"n_estimators": 300, "early_stopping_rounds": None}, "mlp": {"max_epochs": 15, "validation_fraction": 0.0}}
@@ -84,9 +84,8 @@ def main(repeats: int):
     for name in CONFIGS:
         config = load_config(settings.configs_dir / name)
         config = with_model_params(config, {**config.model.params, **FIXED_WORK.get(config.model.type, {})})
-        _, splits, _ = prepare_data(config, settings)
-        X_train, y_train = features_and_target(splits["train"], config)
-        X_test, y_test = features_and_target(splits["test"], config)
+        splits = load_splits(config, settings)
+        (X_train, y_train), (X_test, y_test) = splits["train"], splits["test"]
         row = {"model": config.model.type}
 
         ours, row["fit_s_ours"] = timed(lambda: train_model(X_train, y_train, config, settings), 5)

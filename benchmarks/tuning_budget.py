@@ -97,15 +97,13 @@ def flaml(env, config: str, budget: float, seed: int) -> dict:
     sys.path.insert(0, str(ROOT))
     os.environ.update(env)
     from ml_project.config import get_settings, load_config
-    from ml_project.training import prepare_data
+    from ml_project.features import load_splits
     settings = get_settings()
     cfg = load_config(settings.configs_dir / config)
-    _, splits, _ = prepare_data(cfg, settings)
+    splits = load_splits(cfg, settings)
     with tempfile.TemporaryDirectory() as folder:
         for name in ("train", "test"):
-            frame = splits[name].drop(columns=[c for c in [cfg.data.id_column] if c])
-            target = frame.pop(cfg.data.target)
-            if cfg.data.task == "classification": target = (target.astype(str) == str(cfg.data.positive_class)).astype(int)
+            frame, target = splits[name]  # the target encoded: 1 is the positive class
             frame.assign(__target__=target.to_numpy()).to_csv(f"{folder}/{name}.csv", index=False)  # plain text: no pyarrow there
         started = time.perf_counter()
         done = subprocess.run([str(FLAML_VENV / "bin" / "python"), "-c", FLAML_SCRIPT, folder, cfg.data.task, str(budget), str(seed)],

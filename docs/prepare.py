@@ -43,6 +43,15 @@ def defined_names(source: str) -> list[str]:
     return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))]
 
 
+def patched(module, public: set[str], name: str) -> tuple | None:
+    "A method that fastcore's `@patch` added to one of the module's public classes, and its dotted name, else None."
+    for cls in (getattr(module, n) for n in public):
+        method = getattr(cls, name, None) if inspect.isclass(cls) else None
+        if method is not None and getattr(method, "__qualname__", "") == f"{cls.__name__}.{name}":
+            return method, f"{cls.__name__}.{name}"
+    return None
+
+
 def public_symbols() -> set[str]:
     "Every name the notebook-exported modules (those in nbdev's index) list in `__all__`."
     from ml_project._modidx import d
@@ -75,7 +84,8 @@ def process(path: Path, symbols: set[str] = frozenset()) -> nbformat.NotebookNod
         cells.append(cell)
         if "export" in flags and module is not None:
             public = set(getattr(module, "__all__", []))
-            entries = [api_entry(getattr(module, n), n) for n in defined_names(cell.source) if n in public]
+            entries = [api_entry(getattr(module, n), n) if n in public else api_entry(*patched(module, public, n))
+                       for n in defined_names(cell.source) if n in public or patched(module, public, n)]
             if entries: cells.append(nbformat.v4.new_markdown_cell("\n".join(entries)))
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata = nbformat.from_dict(dict(processor.nb.get("metadata", {})))

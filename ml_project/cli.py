@@ -87,7 +87,7 @@ def predict(model: ModelArgument,
             input: Annotated[Path, typer.Option("--input", "-i", help="Rows to score: a .csv or .parquet file with the model's input columns")],
             output: Annotated[Path, typer.Option("--output", "-o", help="Scored rows (Parquet): the id column, the inputs, prediction and probabilities")],
             rejects: Annotated[Optional[Path], typer.Option(help="Rows that could not be scored, with the reason (CSV; default: <output>.rejects.csv)")] = None,
-            chunk_rows: Annotated[int, typer.Option(min=1, help="Rows read and scored at a time: memory is bounded by this")] = 100_000,
+            chunk_rows: Annotated[int, typer.Option(min=1, help="Rows read and scored at a time: memory is bounded by this")] = 50_000,
             inputs: Annotated[bool, typer.Option(help="Write the input columns beside the predictions")] = True,
             progress: Annotated[Optional[bool], typer.Option(help="A progress bar (default: when stderr is a terminal)")] = None):
     """Score a file with a saved or registered model, in chunks; bad rows go to a reject file with the reason.
