@@ -17,7 +17,7 @@ TEST_ENV := ML_PROJECT_MODE=fast \
 	ML_PROJECT_MODELS_DIR=$(TEST_DIR)/models \
 	ML_PROJECT_PROCESSED_DIR=$(TEST_DIR)/processed
 
-DEFAULT_CONFIGS := configs/experiment_001.yaml configs/ames_random_forest.yaml
+DEFAULT_CONFIGS := configs/experiment_001.yaml configs/ames_random_forest.yaml configs/hpc_xgboost.yaml
 
 DOCS_PORT ?= 8000
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

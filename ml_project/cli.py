@@ -5,7 +5,9 @@ Hand-written (not exported from a notebook): it only wires the stages' functions
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -14,9 +16,28 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, evaluate and manage ml-project experiments. Settings come from settings.ini and ML_PROJECT_* variables.")
 
+
+class Mode(str, Enum):
+    careful = "careful"
+    fast = "fast"
+
+
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Experiment config (YAML), e.g. configs/experiment_001.yaml")]
-ModeOption = Annotated[Optional[str], typer.Option("--mode", "-m", help="careful (full data and folds) or fast (a small sample); default from settings")]
+ModeOption = Annotated[Optional[Mode], typer.Option("--mode", "-m", help="careful: full data and folds; fast: a small sample. Default: settings.ini")]
 SetOption = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a config value: dotted.key=value (repeatable)")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and the results, not the stages as they go")]
+
+
+def _version(value: bool):
+    if value:
+        from ml_project import __version__
+        typer.echo(f"ml-project {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit")] = False):
+    "Train, evaluate and manage ml-project experiments. Settings come from settings.ini and ML_PROJECT_* variables."
 
 
 def _fail(message: str, code: int = 2):
@@ -31,32 +52,64 @@ def _known_errors():
     return (ConfigError, RawDataError, DataValidationError, ModelIntegrityError, KeyError, ValueError, FileNotFoundError)
 
 
-def _setup(mode: str | None):
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    logging.getLogger("ml_project").setLevel(logging.INFO)
+def _message(error: Exception) -> str:
+    "An error's message; a KeyError's without the quotes its repr adds."
+    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+
+
+def _interrupt(signum, frame): raise KeyboardInterrupt(f"signal {signum}")
+
+
+class _Stderr(logging.StreamHandler):
+    "A handler writing to whatever `sys.stderr` is when a message comes (a test runner swaps it per command)."
+    @property
+    def stream(self): return sys.stderr
+
+    @stream.setter
+    def stream(self, value): pass
+
+
+def _setup(mode: Mode | None, quiet: bool = False):
+    "Logging to stderr (the stages as they go, unless quiet), SIGTERM handled as Ctrl-C, and the settings."
+    ours = logging.getLogger("ml_project")
+    if not any(isinstance(h, _Stderr) for h in ours.handlers):
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        ours.addHandler(handler)
+        ours.propagate = False
+    ours.setLevel(logging.WARNING if quiet else logging.INFO)
     for noisy in ("papermill", "alembic", "mlflow"): logging.getLogger(noisy).setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill <pid>` stops a run as Ctrl-C does: its MLflow run is closed as KILLED
     from ml_project.config import get_settings
-    return get_settings(**({"mode": mode} if mode else {}))
+    return get_settings(**({"mode": mode.value} if mode else {}))
+
+
+INTERRUPTED = "interrupted: the MLflow run was closed as KILLED; nothing was saved to models/ or registered"
 
 
 @app.command()
 def train(config: Annotated[list[Path], typer.Option("--config", "-c", help="Experiment config(s) (YAML), e.g. configs/experiment_001.yaml")],
-          mode: ModeOption = None, set: SetOption = None):
+          mode: ModeOption = None, set: SetOption = None, quiet: QuietOption = False):
     "Train experiments: data, validation, features, cross-validation, test evaluation, MLflow run and registry, models/."
     try:
-        settings = _setup(mode)
+        settings = _setup(mode, quiet)
         from ml_project.config import load_config
         from ml_project.experiment import format_summary, run_experiment, summary_table
-        experiments = [load_config(path, set) for path in config]  # every config is checked before anything runs
+        from ml_project.models import check_configs
+        experiments = [load_config(path, set) for path in config]
+        check_configs(experiments, settings)  # every config, against its data and model, before the first trains
         results = []
         for experiment in experiments:
-            results.append(run_experiment(experiment, settings))
+            results.append(run_experiment(experiment, settings, check=False))
             typer.echo(format_summary(results[-1], settings) + "\n")
+    except KeyboardInterrupt:
+        _fail(INTERRUPTED, 130)
     except _known_errors() as e:
-        _fail(str(e).strip("'\""), 1)
+        _fail(_message(e), 1)
     if len(results) > 1:
-        typer.echo("Summary (each problem's selection metric; the champion is chosen on validation, test is only reported):")
-        typer.echo(summary_table(results).round(4).to_string())
+        typer.echo("Summary (each problem's selection metric; the champion is chosen on validation, test is only reported;")
+        typer.echo("champion: holds the alias now):")
+        typer.echo(summary_table(results, settings).round(4).to_string())
 
 
 ModelArgument = Annotated[str, typer.Option("--model", help="A saved model (models/churn_xgboost) or a registered one: churn (its champion), churn@challenger, churn:3")]
@@ -71,7 +124,7 @@ def evaluate(model: ModelArgument,
         from ml_project.evaluation import evaluate_saved_model
         saved = evaluate_saved_model(model, settings, out)  # checks the recorded sha256 before unpickling
     except _known_errors() as e:
-        _fail(str(e).strip("'\""), 1)
+        _fail(_message(e), 1)
     import pandas as pd
     meta, evaluation, files = saved.metadata, saved.evaluation, saved.files
     typer.echo(f"{meta['experiment']}: {saved.rows:,} test rows ({meta['mode']} mode, data md5 {meta['data_md5']})")
@@ -102,23 +155,27 @@ def predict(model: ModelArgument,
     except PredictionInputError as e:
         _fail(f"{input}: {e}", 1)
     except _known_errors() as e:
-        _fail(str(e).strip("'\""), 1)
+        _fail(_message(e), 1)
     typer.echo(str(summary))
     for warning in summary.warnings: typer.echo(f"warning: {warning}", err=True)
     if summary.rejected: raise typer.Exit(3)
 
 
 @app.command()
-def run(config: ConfigOption, mode: ModeOption = None, set: SetOption = None):
-    "Run the training and evaluation notebooks with papermill as one MLflow run; executed notebooks go to runs/<run id>/."
+def run(config: ConfigOption, mode: ModeOption = None, set: SetOption = None, quiet: QuietOption = False):
+    "Run the experiment notebook with papermill as one MLflow run; the executed notebook goes to runs/<run id>/."
     try:
-        settings = _setup(mode)
+        settings = _setup(mode, quiet)
         from ml_project.config import load_config
         from ml_project.experiment import run_notebooks
+        from ml_project.models import check_configs
         experiment = load_config(config, set)
-        outcome = run_notebooks(config, experiment, settings, list(set or []))
+        check_configs([experiment], settings)
+        outcome = run_notebooks(config, experiment, settings, list(set or []), progress=not quiet)
+    except KeyboardInterrupt:
+        _fail(INTERRUPTED, 130)
     except _known_errors() as e:
-        _fail(str(e).strip("'\""), 1)
+        _fail(_message(e), 1)
     typer.echo(outcome.message)
     if not outcome.ok: raise typer.Exit(1)
 
@@ -134,14 +191,16 @@ def tune(config: ConfigOption, trials: Annotated[Optional[int], typer.Option("--
     try:
         settings = _setup(mode)
         from ml_project.config import load_config
+        from ml_project.models import check_configs
         from ml_project.tuning import decode_params, tune as run_tuning, tuning_metric
         experiment = load_config(config, set)
+        check_configs([experiment], settings)
         result = run_tuning(experiment, settings, n_trials=trials, timeout=timeout, storage=storage, workers=workers,
                             refit=refit, progress=True)
     except KeyboardInterrupt:
         _fail("interrupted: finished trials are kept, the running ones marked failed; run the same command to resume", 130)
     except _known_errors() as e:
-        _fail(str(e).strip("'\""), 1)
+        _fail(_message(e), 1)
     study, metric = result.study, tuning_metric(experiment)
     added = ", ".join(f"{n} {state}" for state, n in result.added.items() if n)
     typer.echo(f"study {study.study_name}: {len(result.trials)} trials in all; this run added {sum(result.added.values())} "
@@ -173,27 +232,61 @@ def data(config: Annotated[list[Path], typer.Option("--config", "-c", help="Expe
             dataset = splits.dataset
             typer.echo(f"{path}: {settings.relative(dataset.raw_path)} md5 {dataset.md5} valid; {rows} -> {settings.relative(splits.manifest)}")
     except _known_errors() as e:
-        _fail(str(e).strip("'\""), 1)
+        _fail(_message(e), 1)
+
+
+EncodingOption = Annotated[Optional[str], typer.Option(help="The file's text encoding (default: UTF-8, else latin-1, with a note)")]
+SepOption = Annotated[Optional[str], typer.Option(help="The column separator (default: sniffed from the file)")]
+
+
+def _write_new(path: Path, text: str):
+    "Write `text` to `path`, refusing to replace a file that is there."
+    if path.exists(): _fail(f"{path} exists; not overwritten", 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    typer.echo(f"wrote {path}")
 
 
 @app.command("infer-schema")
 def infer_schema_command(csv: Annotated[Path, typer.Argument(help="A CSV file to draft a schema from")],
                          out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write here instead of printing")] = None,
-                         max_levels: Annotated[int, typer.Option(help="Text columns with at most this many values become categories")] = 50):
+                         max_levels: Annotated[int, typer.Option(help="Text columns with at most this many values become categories")] = 50,
+                         encoding: EncodingOption = None, sep: SepOption = None):
     "Draft a column schema (YAML) for a new data set; review it, then name it as data.schema in your config."
-    import pandas as pd
-    import yaml
-    from ml_project.data import infer_schema
-    if not csv.is_file(): _fail(f"CSV file not found: {csv}")
-    schema = infer_schema(pd.read_csv(csv), max_levels=max_levels)
-    text = (f"# Drafted from {csv.name} by `ml-project infer-schema`: review the ranges and levels before relying on it.\n"
-            + yaml.safe_dump(schema.model_dump(exclude_defaults=True), sort_keys=False, width=120))
-    if out:
-        if out.exists(): _fail(f"{out} exists; not overwritten")
-        out.write_text(text)
-        typer.echo(f"wrote {out}")
-    else:
-        typer.echo(text)
+    from ml_project.data import draft_schema_yaml, read_draft
+    try:
+        frame, options, notes = read_draft(csv, {k: v for k, v in {"encoding": encoding, "sep": sep}.items() if v})
+    except _known_errors() as e:
+        _fail(_message(e), 1)
+    for note in notes: typer.echo(f"note: {note}", err=True)
+    text = draft_schema_yaml(frame, csv.name, options, max_levels)
+    if out: _write_new(out, text)
+    else: typer.echo(text)
+
+
+@app.command("init-config")
+def init_config(csv: Annotated[Path, typer.Argument(help="Your data: a CSV file (inside the project, e.g. data/external/my.csv)")],
+                target: Annotated[str, typer.Option("--target", "-t", help="The column to predict")],
+                name: Annotated[Optional[str], typer.Option(help="The experiment's name (default: from the file name)")] = None,
+                encoding: EncodingOption = None, sep: SepOption = None):
+    "Write a minimal, checked config (configs/<name>.yaml) and a schema (configs/schemas/<name>.yaml) for a new CSV; then train it."
+    try:
+        settings = _setup(None)
+        from ml_project.config import load_config
+        from ml_project.data import draft_config_yaml, draft_schema_yaml, read_draft
+        from ml_project.models import check_config
+        frame, options, notes = read_draft(csv, {k: v for k, v in {"encoding": encoding, "sep": sep}.items() if v})
+        name = name or csv.stem.replace(" ", "_")
+        config_file, schema_file = settings.configs_dir / f"{name}.yaml", settings.configs_dir / "schemas" / f"{name}.yaml"
+        config_text = draft_config_yaml(frame, csv, target, name, settings.relative(schema_file), options, settings)
+    except _known_errors() as e:
+        _fail(_message(e), 1)
+    for note in notes: typer.echo(f"note: {note}", err=True)
+    _write_new(schema_file, draft_schema_yaml(frame, csv.name, options))
+    _write_new(config_file, config_text)
+    problems = check_config(load_config(config_file), settings)
+    for problem in problems: typer.echo(f"check: {problem}", err=True)
+    typer.echo(f"next: review both files, then: ml-project train -c {settings.relative(config_file)}")
 
 
 def main():  # pragma: no cover - console entry point alias

@@ -97,4 +97,5 @@ def test_data_and_infer_schema_commands(project, tmp_path):
     out = tmp_path / "schema.yaml"
     result = runner.invoke(app, ["infer-schema", str(project.raw_dir / "wa_churn.csv"), "--out", str(out)])
     assert result.exit_code == 0 and "contract:" in out.read_text()
-    assert runner.invoke(app, ["infer-schema", str(project.raw_dir / "wa_churn.csv"), "--out", str(out)]).exit_code == 2
+    again = runner.invoke(app, ["infer-schema", str(project.raw_dir / "wa_churn.csv"), "--out", str(out)])
+    assert again.exit_code == 1 and "exists; not overwritten" in again.output

@@ -50,15 +50,17 @@ def test_papermill_path_gives_the_package_paths_metrics(project):
     assert artefacts == {"notebooks/07a_experiment.ipynb"}
     assert any(a.path.endswith("roc_pr.png") for a in client.list_artifacts(outcome.run_id, "evaluation"))
     assert notebook_run.data.tags["model_version"] == "1" and notebook_run.data.tags["champion"] == "True"
+    assert "registered churn__fast v1 (champion); champion decision: the first version of churn__fast" in outcome.message
 
 
 def test_failing_notebook_cell_marks_the_run_failed(project):
-    result = runner.invoke(app, ["run", "-c", str(project.configs_dir / "experiment_001.yaml"), "--set", "model.params.max_depth=-3"])
+    # a class weight keyed by the label passes the config check (a dict) and fails only when fitted: the model sees 0 and 1
+    result = runner.invoke(app, ["run", "-c", str(project.configs_dir / "experiment_001.yaml"), "--set", "model.params.class_weight={Yes: 2}"])
     assert result.exit_code == 1
-    assert "07a_experiment.ipynb: cell [" in result.output and "max_depth" in result.output
+    assert "07a_experiment.ipynb: cell [" in result.output and "class_weight" in result.output
     run_id = result.output.split("MLflow run ")[1].split()[0]
     run = MlflowClient(project.mlflow_tracking_uri).get_run(run_id)
-    assert run.info.status == "FAILED" and "max_depth" in run.data.tags["error"]
+    assert run.info.status == "FAILED" and "class_weight" in run.data.tags["error"]
     assert (project.runs_dir / run_id / "07a_experiment.ipynb").is_file()  # the executed notebook is kept
 
 

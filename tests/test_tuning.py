@@ -3,7 +3,7 @@ import optuna
 import pytest
 
 from ml_project.config import ConfigError, load_config
-from ml_project.tuning import open_study, tune
+from ml_project.tuning import TRIAL_GATE, open_study, tune
 
 
 def test_regression_study_minimises_and_resumes(project, tmp_path):
@@ -50,8 +50,8 @@ from optuna.trial import TrialState
 CLI = [str(Path(sys.executable).parent / "ml-project"), "tune", "-c", "configs/churn_xgboost.yaml"]
 
 
-def _start(project, *args):
-    return subprocess.Popen([*CLI, *args], cwd=project.root, env=os.environ.copy(), stdout=subprocess.PIPE,
+def _start(project, *args, env: dict | None = None):
+    return subprocess.Popen([*CLI, *args], cwd=project.root, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 
@@ -96,9 +96,10 @@ def test_workers_draw_from_one_count_of_trials(project, tmp_path):
 
 @pytest.mark.parametrize("how, workers", [(signal.SIGTERM, 1), (signal.SIGTERM, 2), (signal.SIGKILL, 1)])
 def test_interrupted_tuning_keeps_finished_trials_and_resumes(project, tmp_path, how, workers):
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
-    run = _start(project, "--timeout", "300", "--storage", storage, "--no-refit", "--workers", str(workers),
-                 "--set", "tuning.search_space.n_estimators.low=250", "--set", "tuning.search_space.n_estimators.high=300")
+    # The gate holds every trial after the first, so the signal always lands on a RUNNING trial with one finished before it.
+    storage, gate = f"sqlite:///{tmp_path / 'study.db'}", tmp_path / "gate"
+    gate.touch()
+    run = _start(project, "--timeout", "300", "--storage", storage, "--no-refit", "--workers", str(workers), env={TRIAL_GATE: str(gate)})
     _wait_for(storage, TrialState.COMPLETE)
     _wait_for(storage, TrialState.RUNNING)
     run.send_signal(how)
@@ -110,11 +111,12 @@ def test_interrupted_tuning_keeps_finished_trials_and_resumes(project, tmp_path,
     assert run.returncode != 0
     before = _trials(storage)
     finished = [t.number for t in before if t.state == TrialState.COMPLETE]
-    assert finished
+    assert finished == [0]
     if how == signal.SIGTERM:  # the command stops its workers, and each marks its own trial failed on the way out
         assert "interrupted" in output and not [t for t in before if t.state == TrialState.RUNNING]
     else:  # kill -9 leaves it RUNNING, until the next command finds its process gone
         assert [t for t in before if t.state == TrialState.RUNNING]
+    gate.unlink()
     again = subprocess.run([*CLI, "--trials", "1", "--storage", storage, "--no-refit"], cwd=project.root, env=os.environ.copy(),
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -123,6 +125,35 @@ def test_interrupted_tuning_keeps_finished_trials_and_resumes(project, tmp_path,
     assert [t.number for t in after if t.state == TrialState.COMPLETE][:len(finished)] == finished
     assert not [t for t in after if t.state == TrialState.RUNNING]
     if how == signal.SIGKILL: assert "marked failed" in again.stdout + again.stderr
+
+
+def test_workers_stop_when_the_command_is_killed(project, tmp_path):
+    # kill -9 of the command: its workers go too (before, an orphaned worker used up the whole trial budget on its own).
+    import psutil
+    storage, gate = f"sqlite:///{tmp_path / 'study.db'}", tmp_path / "gate"
+    gate.touch()
+    run = _start(project, "--trials", "20", "--storage", storage, "--no-refit", "--workers", "2", env={TRIAL_GATE: str(gate)})
+    _wait_for(storage, TrialState.RUNNING)
+    workers = [p for p in psutil.Process(run.pid).children(recursive=True) if "python" in p.name().lower() or "ml-project" in " ".join(p.cmdline())]
+    assert workers, "no worker process found"
+    run.send_signal(signal.SIGKILL)
+    run.wait(timeout=30)
+    run.stdout.close()  # the workers hold the pipe too: do not wait for its end
+    gate.unlink()  # a worker still alive would now run the remaining trials
+    gone, alive = psutil.wait_procs(workers, timeout=30)
+    assert not alive, f"workers {[p.pid for p in alive]} outlived the command"
+    assert len(_trials(storage)) < 20, [(t.number, t.state.name, t.user_attrs.get("worker")) for t in _trials(storage)]
+
+
+def test_a_refit_that_is_not_promoted_leaves_the_trained_model_in_place(project, tmp_path):
+    from ml_project.experiment import run_experiment
+    config = load_config(project.configs_dir / "churn_xgboost.yaml")
+    trained = run_experiment(config, project)
+    before = (trained.model_dir / "metadata.json").read_text()
+    result = tune(config, project, n_trials=1, storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert result.refit.model_dir == project.models_dir / "tuned" / "churn_xgboost__fast"
+    assert (trained.model_dir / "metadata.json").read_text() == before  # train's model, untouched
+    assert (result.refit.model_dir / "model.joblib").is_file()
 
 
 def test_journal_storage(project, tmp_path):
@@ -166,7 +197,7 @@ def test_boosting_rounds_and_epochs_report_and_prune_inside_a_fold(project, name
 
 def test_by_default_trials_report_only_their_fold_scores(project):
     # Round-level pruning is opt-in (it favours fast learning rates); by default a trial reports once per fold.
-    from ml_project.training import cv_folds
+    from ml_project.features import cv_folds
     from ml_project.tuning import ROUND_STEP
     config = load_config(project.configs_dir / "churn_xgboost.yaml")
     assert not config.tuning.prune_within_folds
