@@ -198,6 +198,16 @@ def test_infer_schema_reads_other_separators_encodings_and_placeholders(project,
     assert runner.invoke(app, ["infer-schema", str(source), "--encoding", "utf-8"]).exit_code == 1
 
 
+def test_placeholders_in_a_number_column_are_read_as_missing(project, tmp_path):
+    source = _own_csv(tmp_path)
+    frame = pd.read_csv(source).astype({"spend": object})
+    frame.loc[[3, 9], "spend"], frame.loc[12, "spend"] = "?", "-"
+    frame.to_csv(source, index=False)
+    from ml_project.data import load_dataset
+    dataset = load_dataset(load_config(_own_config(tmp_path, source)), project)
+    assert str(dataset.frame["spend"].dtype) == "float64" and int(dataset.frame["spend"].isna().sum()) == 3  # a number, 3 missing
+
+
 @pytest.mark.parametrize("rows, labels, expected", [
     (5, None, "has 5 rows; 3-fold cross-validation"),
     (300, "one", "has one class"),

@@ -125,6 +125,11 @@ def test_interrupted_tuning_keeps_finished_trials_and_resumes(project, tmp_path,
     assert [t.number for t in after if t.state == TrialState.COMPLETE][:len(finished)] == finished
     assert not [t for t in after if t.state == TrialState.RUNNING]
     if how == signal.SIGKILL: assert "marked failed" in again.stdout + again.stderr
+    import mlflow
+    mlflow.set_tracking_uri(project.mlflow_tracking_uri)
+    parents = mlflow.search_runs(experiment_names=["churn"], filter_string="tags.kind = 'tuning'", order_by=["attributes.start_time ASC"])
+    # the interrupted search's parent run: KILLED on SIGTERM; after kill -9, closed as FAILED by the next command
+    assert parents.loc[0, "status"] == ("KILLED" if how == signal.SIGTERM else "FAILED") and parents.loc[1, "status"] == "FINISHED"
 
 
 def test_workers_stop_when_the_command_is_killed(project, tmp_path):
