@@ -22,7 +22,7 @@ DEFAULT_CONFIGS := configs/experiment_001.yaml configs/ames_random_forest.yaml c
 DOCS_PORT ?= 8000
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install browser run test test-notebooks test-unit lab mlflow-ui docs docs-serve readme lock clean
+.PHONY: help install browser prometheus run serve test test-notebooks test-unit lab mlflow-ui docs docs-serve readme lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -40,10 +40,18 @@ browser:  ## Chromium and ChromeDriver (Debian packages) for the docs site's bro
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; }
 
+prometheus:  ## promtool (Debian package prometheus) to check and unit-test deploy/prometheus/
+	@command -v promtool >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q prometheus; }
+
 run: install  ## the main job: churn (seed RF baseline, XGBoost) and Ames, tracked and registered in MLflow
 	$(BIN)/ml-project train -c configs/experiment_001.yaml -c configs/churn_xgboost.yaml -c configs/ames_random_forest.yaml
 
-test: install browser  ## every test: notebooks (nbdev-test, nbval), package tests, sync, docs site in Chromium
+SERVE_PORT ?= 8080
+
+serve: install  ## serve the churn champion on http://127.0.0.1:8080 (SERVE_PORT=...; docs at /docs)
+	$(BIN)/ml-project serve --model churn --port $(SERVE_PORT)
+
+test: install browser prometheus  ## every test: notebooks (nbdev-test, nbval), package tests, sync, docs site in Chromium, Prometheus rules
 	$(BIN)/ml-project data $(addprefix --config ,$(DEFAULT_CONFIGS))
 	$(MAKE) --no-print-directory test-notebooks test-unit
 

@@ -4,6 +4,7 @@ Hand-written (not exported from a notebook): it only wires the stages' functions
 """
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import sys
@@ -38,6 +39,9 @@ def _version(value: bool):
 @app.callback()
 def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit")] = False):
     "Train, evaluate and manage ml-project experiments. Settings come from settings.ini and ML_PROJECT_* variables."
+    try:  # `kill -USR1 <pid>` prints where a stuck command is (not on Windows, nor without a real stderr)
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
+    except (AttributeError, ValueError, OSError): pass
 
 
 def _fail(message: str, code: int = 2):
@@ -287,6 +291,47 @@ def init_config(csv: Annotated[Path, typer.Argument(help="Your data: a CSV file 
     problems = check_config(load_config(config_file), settings)
     for problem in problems: typer.echo(f"check: {problem}", err=True)
     typer.echo(f"next: review both files, then: ml-project train -c {settings.relative(config_file)}")
+
+
+@app.command()
+def serve(model: Annotated[str, typer.Option("--model", help="A registered model (its champion, followed as it changes), name@alias, name:version, or a folder")] = "churn",
+          host: Annotated[str, typer.Option(help="Address to listen on (beyond 127.0.0.1 only with API keys, or --insecure)")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="Port")] = 8080,
+          workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes")] = 1,
+          ssl_certfile: Annotated[Optional[str], typer.Option(help="TLS certificate (PEM)")] = None,
+          ssl_keyfile: Annotated[Optional[str], typer.Option(help="TLS private key (PEM)")] = None,
+          insecure: Annotated[bool, typer.Option(help="Allow a non-local address without API keys")] = False,
+          mode: ModeOption = None):
+    "Serve a model over HTTP (FastAPI under uvicorn): /predict, /health, /ready, /metadata, /metrics, /docs."
+    try:
+        settings = _setup(mode)
+        from ml_project.serving import serve as run_service
+        typer.echo(f"serving {model} on {'https' if ssl_certfile else 'http'}://{host}:{port} (docs: /docs)", err=True)
+        run_service(model, settings, host, port, workers, ssl_certfile, ssl_keyfile, insecure)
+    except _known_errors() as e:
+        _fail(_message(e), 1)
+
+
+keys_app = typer.Typer(help="API keys of the prediction service.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("add")
+def keys_add(key_id: Annotated[str, typer.Argument(help="A name for the key (logged instead of the key)")],
+             role: Annotated[list[str], typer.Option("--role", "-r", help="predict and/or admin (repeatable)")] = ["predict"],
+             file: Annotated[Optional[Path], typer.Option(help="The keys file (default: the file settings.ini's api_keys names)")] = None):
+    "Make an API key: prints it once, stores only its hash."
+    try:
+        settings = _setup(None, quiet=True)
+        from ml_project.serving import add_api_key
+        if file is None:
+            kind, _, where = settings.api_keys.partition(":")
+            if kind != "file": _fail("settings.ini's api_keys names no file (api_keys = file:secrets/api_keys): give --file", 1)
+            file = Path(where) if Path(where).is_absolute() else settings.root / where
+        key = add_api_key(file, key_id, role)
+    except _known_errors() as e:
+        _fail(_message(e), 1)
+    typer.echo(f"{key}\n(key '{key_id}', roles {','.join(role)}: shown only now; its hash is in {file})")
 
 
 def main():  # pragma: no cover - console entry point alias

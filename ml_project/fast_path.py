@@ -5,7 +5,7 @@ tests are in `tests/test_fast_path.py`, and `nbs/08a_predictor.ipynb` says why i
 
 A fitted pipeline spends about 10 ms on one row, almost all of it building and copying one-row
 DataFrames; the XGBoost booster itself takes 0.2 ms. `compile_pipeline` walks the fitted steps and
-returns a function of a dict of column arrays that does the same arithmetic with the same fitted
+returns functions of a dict of column arrays that do the same arithmetic with the same fitted
 state: the domain features through the very functions the pipeline step calls (`churn_columns`),
 group statistics through the encoder's own `added_columns`, encoders through their `transform_rows`,
 scikit-learn's imputer, clipper and scalers through their fitted attributes, and the estimator as the
@@ -14,6 +14,7 @@ it return None, and the predictor then uses the pipeline for every input: slower
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -115,8 +116,19 @@ def _estimator(estimator, classifier: bool) -> Callable[[np.ndarray], np.ndarray
     return estimator.predict_proba if classifier else estimator.predict
 
 
-def compile_pipeline(pipeline: Pipeline, classifier: bool) -> Callable[[Columns], np.ndarray] | None:
-    "A function from a dict of input column arrays to what `pipeline.predict_proba` (or `predict`) returns; None if a step is unknown."
+@dataclass(frozen=True)
+class CompiledPipeline:
+    "A fitted pipeline as plain functions: input columns to the estimator's matrix, and that matrix to scores."
+    matrix: Callable[[Columns], np.ndarray]
+    estimate: Callable[[np.ndarray], np.ndarray]
+
+    def __call__(self, columns: Columns) -> np.ndarray:
+        "What `pipeline.predict_proba` (or `predict`) returns for these columns."
+        return self.estimate(self.matrix(columns))
+
+
+def compile_pipeline(pipeline: Pipeline, classifier: bool) -> CompiledPipeline | None:
+    "The pipeline compiled to functions on a dict of input column arrays; None if a step is unknown."
     if not isinstance(pipeline, Pipeline) or not isinstance(pipeline.steps[-2][1], ColumnTransformer): return None
     try:
         features = _chain([_feature_step(step) for _, step in pipeline.steps[:-2]])
@@ -124,4 +136,4 @@ def compile_pipeline(pipeline: Pipeline, classifier: bool) -> Callable[[Columns]
         estimator = _estimator(pipeline.steps[-1][1], classifier)
     except NotCompilable:
         return None
-    return lambda cols: estimator(preprocess(features(cols)))
+    return CompiledPipeline(lambda cols: preprocess(features(cols)), estimator)

@@ -34,3 +34,28 @@ def write_csv(path: Path, frame: pd.DataFrame) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
     return path
+
+
+def finish(*processes, timeout: float = 300) -> list[str]:
+    """Wait for commands started with stdout=PIPE and return their outputs, read together so no pipe fills up and stalls
+    its writer. On a timeout each command still running dumps its threads' stacks (the CLI registers SIGUSR1 with
+    faulthandler) and is killed, and the error shows every output, so a hang in CI says where it hung."""
+    import signal, subprocess, threading, time
+    outputs = [""] * len(processes)
+    def read(i, p): outputs[i] = p.stdout.read()
+    readers = [threading.Thread(target=read, args=(i, p), daemon=True) for i, p in enumerate(processes)]
+    for r in readers: r.start()
+    deadline = time.monotonic() + timeout
+    for p in processes:
+        try: p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired: pass
+    hung = [p for p in processes if p.poll() is None]
+    for p in hung: p.send_signal(signal.SIGUSR1)
+    if hung: time.sleep(3)
+    for p in hung: p.kill()
+    for p in processes: p.wait()
+    for r in readers: r.join(timeout=10)
+    if hung:
+        raise AssertionError(f"{len(hung)} command(s) still running after {timeout} s; outputs with stacks:\n" +
+                             "\n-----\n".join(outputs))
+    return outputs

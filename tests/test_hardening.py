@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from conftest import write_csv
+from conftest import finish, write_csv
 from ml_project.cli import app
 from ml_project.config import load_config
 from ml_project.features import load_splits
@@ -287,7 +287,7 @@ def test_a_failure_after_registering_withdraws_the_version_and_keeps_the_model(p
 
 def test_two_commands_at_once_leave_one_true_champion(project):
     runs = [_start_train(project, name) for name in ("configs/churn_logistic.yaml", "configs/churn_xgboost.yaml")]
-    outputs = [r.communicate(timeout=300)[0] for r in runs]
+    outputs = finish(*runs)
     assert all(r.returncode == 0 for r in runs), outputs
     client = MlflowClient(project.mlflow_tracking_uri)
     versions = sorted(client.search_model_versions("name = 'churn__fast'"), key=lambda v: int(v.version))

@@ -91,7 +91,7 @@ def test_bad_rows_are_named_field_by_field(churn):
     with pytest.raises(PredictionInputError) as error:
         predictor.predict([good, wrong])
     assert {(p["row"], p["field"]) for p in error.value.problems} == {(1, "tenure"), (1, "monthly_charges")}
-    assert "row 1: 'tenure' expected a number, got 'long'" in str(error.value)
+    assert "row 1: 'tenure' expected a finite number, got 'long'" in str(error.value)
     without = {k: v for k, v in good.items() if k != "contract"}
     with pytest.raises(PredictionInputError, match="'contract' is a required column and is missing"):
         predictor.predict(without)
@@ -180,7 +180,7 @@ def test_predict_command_scores_good_rows_and_rejects_bad_ones(churn, tmp_path):
     assert {"prediction", "probability", "tenure", "contract"} <= set(scored.columns)
     rejects = pd.read_csv(out.with_name("scored.rejects.csv"))
     assert rejects[["row", "field"]].values.tolist() == [[4, "tenure"], [11, "monthly_charges"]]  # data rows of the file, 1-based
-    assert rejects.loc[0, "error"] == "expected a number, got 'ten'" and rejects.loc[0, "tenure"] == "ten"  # the row as the file has it
+    assert rejects.loc[0, "error"] == "expected a finite number, got 'ten'" and rejects.loc[0, "tenure"] == "ten"  # the row as the file has it
     assert sorted(p.name for p in out.parent.iterdir()) == ["scored.parquet", "scored.rejects.csv"]  # no temporary files left
     # the same rows scored in one chunk, and from Parquet, give the same answers
     pd.read_csv(source).to_parquet(tmp_path / "new.parquet")

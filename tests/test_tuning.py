@@ -47,6 +47,8 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
+from conftest import finish
+
 CLI = [str(Path(sys.executable).parent / "ml-project"), "tune", "-c", "configs/churn_xgboost.yaml"]
 
 
@@ -73,7 +75,7 @@ def _wait_for(storage, state, timeout=120):
 def test_two_commands_share_one_study(project, tmp_path):
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
     runs = [_start(project, "--trials", "3", "--storage", storage, "--no-refit") for _ in range(2)]
-    outputs = [r.communicate(timeout=300)[0] for r in runs]
+    outputs = finish(*runs)
     for run, output in zip(runs, outputs):
         assert run.returncode == 0, output
     trials = _trials(storage)
@@ -87,7 +89,7 @@ def test_workers_draw_from_one_count_of_trials(project, tmp_path):
     # its own; still exactly N are added (a worker that starts late may find none left).
     storage = f"sqlite:///{tmp_path / 'count.db'}"
     run = _start(project, "--trials", "5", "--workers", "2", "--storage", storage, "--no-refit")
-    output = run.communicate(timeout=300)[0]
+    output, = finish(run)
     assert run.returncode == 0, output
     assert "this run added 5 " in output
     trials = _trials(storage)
