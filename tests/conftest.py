@@ -1,6 +1,9 @@
 """Shared fixtures: a throwaway project root, so tests never touch the real data/raw, mlflow.db or models/."""
 import os
 import shutil
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -9,13 +12,12 @@ import pytest
 from ml_project.config import get_settings
 
 REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
 
 
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    "A copy of the project's settings, configs, notebooks and raw data in a temporary root, selected via ML_PROJECT_ROOT."
-    root = tmp_path / "project"
-    root.mkdir()
+def _new_project(root: Path) -> None:
+    "Copy the project's settings, configs, notebooks and raw data into `root`."
+    root.mkdir(parents=True)
     shutil.copy(REPO / "settings.ini", root)
     shutil.copytree(REPO / "configs", root / "configs")
     shutil.copytree(REPO / "nbs", root / "nbs", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
@@ -23,11 +25,58 @@ def project(tmp_path, monkeypatch):
     raw.mkdir(parents=True)
     for f in (REPO / "data" / "raw").glob("*.csv*"):
         shutil.copy(f, raw / f.name)
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    "A copy of the project's settings, configs, notebooks and raw data in a temporary root, selected via ML_PROJECT_ROOT."
+    root = tmp_path / "project"
+    _new_project(root)
     for key in [k for k in os.environ if k.startswith("ML_PROJECT_")]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("ML_PROJECT_ROOT", str(root))
     monkeypatch.setenv("ML_PROJECT_MODE", "fast")
     return get_settings()
+
+
+@pytest.fixture(scope="session")
+def churn_template(tmp_path_factory) -> Path:
+    """A project root where `ml-project train` has trained the churn XGBoost model (fast mode) and registered it as the
+    champion of churn__fast. Trained once per session: the tests that only use a champion start from copies of it."""
+    root = tmp_path_factory.mktemp("churn_template") / "project"
+    _new_project(root)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ML_PROJECT_")}
+    env |= {"ML_PROJECT_ROOT": str(root), "ML_PROJECT_MODE": "fast"}
+    done = subprocess.run([str(BIN / "ml-project"), "train", "-q", "-c", str(root / "configs" / "churn_xgboost.yaml")],
+                          env=env, cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return root
+
+
+def copy_trained_project(template: Path, root: Path) -> None:
+    """Copy what training wrote under `template` (tracking store, artefacts, models, processed data) into `root`, and
+    point the absolute paths MLflow recorded at the copy, so the copy shares no file with the template."""
+    for name in ("mlflow.db", "mlartifacts", "models", "runs", "data/processed"):
+        source, target = template / name, root / name
+        if source.is_dir(): shutil.copytree(source, target, dirs_exist_ok=True)
+        elif source.exists(): shutil.copy(source, target)
+    old, new = str(template), str(root)
+    with sqlite3.connect(root / "mlflow.db") as db:
+        tables = [t for (t,) in db.execute("select name from sqlite_master where type = 'table'")]
+        for table in tables:
+            for column in [c[1] for c in db.execute(f"pragma table_info('{table}')") if c[2].upper() in ("TEXT", "") or "CHAR" in c[2].upper()]:
+                db.execute(f'update "{table}" set "{column}" = replace("{column}", ?, ?) where "{column}" like ?', (old, new, f"%{old}%"))
+    for mlmodel in (root / "mlartifacts").rglob("MLmodel"):
+        mlmodel.write_text(mlmodel.read_text().replace(old, new))
+
+
+@pytest.fixture
+def trained_churn(project, churn_template):
+    "The `project` fixture with the churn XGBoost champion of churn__fast already trained and registered (a copy)."
+    import mlflow
+    copy_trained_project(churn_template, project.root)
+    mlflow.set_tracking_uri(project.mlflow_tracking_uri)  # as after an in-process `train`
+    return project
 
 
 def write_csv(path: Path, frame: pd.DataFrame) -> Path:

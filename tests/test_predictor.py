@@ -28,12 +28,10 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture
-def churn(project):
+def churn(trained_churn):
     "The churn XGBoost model trained (fast mode) and registered as the champion of churn__fast; its test inputs."
-    result = runner.invoke(app, ["train", "-c", str(project.configs_dir / "churn_xgboost.yaml")])
-    assert result.exit_code == 0, result.output
-    X_test, _ = load_splits(load_config(project.configs_dir / "churn_xgboost.yaml"), project)["test"]
-    return project, X_test
+    X_test, _ = load_splits(load_config(trained_churn.configs_dir / "churn_xgboost.yaml"), trained_churn)["test"]
+    return trained_churn, X_test
 
 
 def test_the_readme_lines_load_the_champion_and_predict(churn):

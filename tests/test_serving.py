@@ -33,10 +33,9 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def churn(project):
+def churn(trained_churn):
     "The churn XGBoost champion of churn__fast, and a row of its data."
-    assert runner.invoke(cli, ["train", "-c", str(project.configs_dir / "churn_xgboost.yaml")]).exit_code == 0
-    return project, example_row(ModelPredictor.load("churn__fast", project))
+    return trained_churn, example_row(ModelPredictor.load("churn__fast", trained_churn))
 
 
 def _client(settings, keys=(), **changes):
