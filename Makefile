@@ -22,7 +22,7 @@ DEFAULT_CONFIGS := configs/experiment_001.yaml configs/ames_random_forest.yaml c
 DOCS_PORT ?= 8000
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install browser prometheus run serve test test-notebooks test-unit lab mlflow-ui docs docs-serve readme lock clean
+.PHONY: help install browser prometheus run serve monitor demo-drift test test-notebooks test-unit lab mlflow-ui docs docs-serve readme lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -50,6 +50,12 @@ SERVE_PORT ?= 8080
 
 serve: install  ## serve the churn champion on http://127.0.0.1:8080 (SERVE_PORT=...; docs at /docs)
 	$(BIN)/ml-project serve --model churn --port $(SERVE_PORT)
+
+monitor: install  ## check the churn champion's logged predictions of the last 7 days: report, alerts (exit 4), MLflow run
+	$(BIN)/ml-project monitor --model churn --window 7d
+
+demo-drift: install  ## replay 8 weeks of churn customers with a growing drift through the service; monitor each week (~2 min)
+	$(BIN)/python benchmarks/drift_replay.py --keep runs/drift-replay
 
 test: install browser prometheus  ## every test: notebooks (nbdev-test, nbval), package tests, sync, docs site in Chromium, Prometheus rules
 	$(BIN)/ml-project data $(addprefix --config ,$(DEFAULT_CONFIGS))

@@ -312,6 +312,79 @@ def serve(model: Annotated[str, typer.Option("--model", help="A registered model
         _fail(_message(e), 1)
 
 
+@app.command()
+def monitor(model: ModelArgument,
+            input: Annotated[Optional[Path], typer.Option("--input", "-i", help="A file scored by `ml-project predict` (default: the prediction log)")] = None,
+            last: Annotated[Optional[int], typer.Option(min=1, help="Only the newest N rows")] = None,
+            since: Annotated[Optional[str], typer.Option(help="Only rows from this time on (ISO 8601, UTC)")] = None,
+            window: Annotated[Optional[str], typer.Option(help="Only the rows of this last period, e.g. 7d, 12h")] = None,
+            labels: Annotated[Optional[Path], typer.Option(help="Late labels (CSV): request_id [, row] or the id column, and the target or 'label'")] = None,
+            out: Annotated[Optional[Path], typer.Option(help="Where report.html and summary.json go (default: runs/monitoring/<model>-<time>/)")] = None,
+            config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Take the thresholds (monitoring:) from this config, and retrain with it (default: the one the model was trained with)")] = None,
+            retrain: Annotated[bool, typer.Option("--retrain", help="On a drift or decay alert, train the model's config again (on its data plus the rows given --labels); the champion rule decides")] = False,
+            mode: ModeOption = None):
+    """Data quality, drift of the inputs and predictions, performance with late labels and the service's health, against the model's reference.
+
+    Exit code: 0 no alert; 4 an alert fired (the summary says which); 1 an error."""
+    try:
+        settings = _setup(mode)
+        import json as _json
+        from datetime import datetime, timezone
+        import pandas as pd
+        from ml_project.config import MonitoringConfig, load_config
+        from ml_project.monitoring import join_labels, log_report, logged_rows, monitor_rows, write_monitoring_report
+        from ml_project.registry import fetch_model
+        folder, ref = fetch_model(model, settings)
+        metadata = _json.loads((folder / "metadata.json").read_text())
+        name = ref["name"] or metadata.get("problem", "")
+        if window: since = str(pd.Timestamp.now(tz="UTC") - pd.Timedelta(window))
+        if input is not None:
+            rows = pd.read_parquet(input) if input.suffix == ".parquet" else pd.read_csv(input)
+            if last: rows = rows.tail(last)
+        else: rows = logged_rows(settings, name, ref["version"], last, since)
+        truth = join_labels(rows, pd.read_csv(labels), metadata["target"], metadata.get("id_column")) if labels else None
+        thresholds = load_config(config).monitoring if config else MonitoringConfig(**(metadata.get("config") or {}).get("monitoring", {}))
+        report = monitor_rows(folder, rows, truth, thresholds, model=name, version=ref["version"])
+        out = out or settings.runs_dir / "monitoring" / f"{name or folder.name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+        page, summary = write_monitoring_report(report, rows, out)
+        log_report(report, [page, summary], settings, metadata.get("problem") or name)
+    except _known_errors() as e:
+        _fail(_message(e), 1)
+    typer.echo(f"{report.rows:,} rows of {name}" + (f" v{ref['version']}" if ref["version"] else "") +
+               f"; {report.drift.share:.0%} of the inputs drifted; report: {page}; summary: {summary}")
+    for alert in report.alerts: typer.echo(f"alert: {alert}")
+    if retrain: _retrain(report, load_config(config) if config else None, metadata, settings, rows, truth, summary)
+    if report.alerts: raise typer.Exit(4)
+
+
+def _retrain(report, config, metadata: dict, settings, rows, labels, summary_path: Path):
+    "monitor --retrain: train the model's config again when drift or decay fired; record what happened in the summary."
+    import json as _json
+    from ml_project.monitoring import retrain_reasons, retraining_config
+    reasons = retrain_reasons(report)
+    summary = _json.loads(summary_path.read_text())
+    if not reasons:
+        typer.echo("retrain: no drift or decay alert, nothing to retrain")
+        summary["retrain"] = {"reasons": []}
+    else:
+        try:
+            from ml_project.config import ExperimentConfig
+            from ml_project.experiment import format_summary, run_experiment
+            base = config or ExperimentConfig.model_validate(metadata["config"])
+            new = retraining_config(base, settings, rows, labels)
+            labelled = 0 if labels is None else int(labels.notna().sum())
+            typer.echo(f"retrain: {'; '.join(reasons)} -> training {new.experiment.name} on {new.data.source}"
+                       + (f" ({labelled:,} labelled new rows added)" if labelled else " (no labelled new rows: the same data)"))
+            result = run_experiment(new, settings)
+        except _known_errors() as e:
+            _fail(f"retrain failed: {_message(e)}", 1)
+        typer.echo(format_summary(result, settings))
+        summary["retrain"] = {"reasons": reasons, "experiment": new.experiment.name, "data": new.data.source, "run_id": result.run_id,
+                              "version": result.registered[1] if result.registered else None,
+                              "promoted": bool(result.promotion and result.promotion.promoted)}
+    summary_path.write_text(_json.dumps(summary, indent=2, default=str))
+
+
 keys_app = typer.Typer(help="API keys of the prediction service.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 

@@ -108,3 +108,19 @@ def finish(*processes, timeout: float = 300) -> list[str]:
         raise AssertionError(f"{len(hung)} command(s) still running after {timeout} s; outputs with stacks:\n" +
                              "\n-----\n".join(outputs))
     return outputs
+
+
+def chromium_browser(width: int = 1300, height: int = 1800):
+    "Headless Chromium under Selenium (Debian's chromium and chromium-driver), offline; skips the test when they are missing."
+    import shutil
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver): pytest.skip("needs Debian's chromium and chromium-driver (make browser)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as DriverService
+    os.environ.setdefault("SE_OFFLINE", "true")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+                 "--disable-component-update", "--disable-sync", f"--window-size={width},{height}"):
+        options.add_argument(flag)
+    return webdriver.Chrome(options=options, service=DriverService(driver))

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from conftest import chromium_browser
 from ml_project.cli import app as cli
 from ml_project.config import ConfigError
 from ml_project.predictor import ModelPredictor
@@ -82,7 +83,7 @@ def test_every_endpoint_in_process(churn):
 ])
 def test_bad_requests_get_per_field_errors(churn, change, status, where):
     settings, row = churn
-    client, _ = _client(settings)
+    client, log = _client(settings)
     if "raw" in change: response = client.post("/predict", content=change["raw"], headers={"Content-Type": "application/json"})
     elif "rows" in change: response = client.post("/predict", json={"rows": [row] * change["rows"]})
     else:
@@ -91,6 +92,10 @@ def test_bad_requests_get_per_field_errors(churn, change, status, where):
         response = client.post("/predict", json=bad)
     assert response.status_code == status, response.text
     assert any(e["loc"][:len(where)] == where for e in response.json()["detail"]), response.json()
+    log.close()  # the refusal is one record of the log, so monitoring can count refused requests
+    logged = read_prediction_log(settings.prediction_log_dir)
+    assert logged["status"].tolist() == [status] and logged["request_id"].tolist() == [response.headers["X-Request-ID"]]
+    assert logged.loc[0, "error"] == response.json()["detail"][0]["msg"][:200] and logged["model"].tolist() == ["churn__fast"]
 
 
 def test_a_body_over_the_limit_is_refused_before_it_is_read(churn):
@@ -305,21 +310,11 @@ def test_kill_9_loses_at_most_the_last_flush_and_the_log_reads_after_restart(chu
 
 
 def test_the_openapi_page_renders_in_chromium(churn):
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver): pytest.skip("needs Debian's chromium and chromium-driver (make browser)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service as DriverService
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
+    browser = chromium_browser()
     settings, _ = churn
     service = Service(settings).wait()
-    os.environ.setdefault("SE_OFFLINE", "true")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-                 "--disable-component-update", "--disable-sync", "--window-size=1300,1800"):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(options=options, service=DriverService(driver))
     try:
         browser.get(f"{service.url}/docs")
         WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"))
