@@ -334,14 +334,20 @@ def monitor(model: ModelArgument,
         from ml_project.config import MonitoringConfig, load_config
         from ml_project.monitoring import join_labels, log_report, logged_rows, monitor_rows, write_monitoring_report
         from ml_project.registry import fetch_model
-        folder, ref = fetch_model(model, settings)
-        metadata = _json.loads((folder / "metadata.json").read_text())
-        name = ref["name"] or metadata.get("problem", "")
-        if window: since = str(pd.Timestamp.now(tz="UTC") - pd.Timedelta(window))
-        if input is not None:
-            rows = pd.read_parquet(input) if input.suffix == ".parquet" else pd.read_csv(input)
-            if last: rows = rows.tail(last)
-        else: rows = logged_rows(settings, name, ref["version"], last, since)
+        from concurrent.futures import ThreadPoolExecutor
+        def read_log():
+            from ml_project.serving import read_prediction_log
+            return read_prediction_log(settings.prediction_log_dir)
+        with ThreadPoolExecutor(1) as reader:  # Arrow reads the log, mostly without the GIL, while MLflow finds the model
+            log = reader.submit(read_log) if input is None else None
+            folder, ref = fetch_model(model, settings)
+            metadata = _json.loads((folder / "metadata.json").read_text())
+            name = ref["name"] or metadata.get("problem", "")
+            if window: since = str(pd.Timestamp.now(tz="UTC") - pd.Timedelta(window))
+            if input is not None:
+                rows = pd.read_parquet(input) if input.suffix == ".parquet" else pd.read_csv(input)
+                if last: rows = rows.tail(last)
+            else: rows = logged_rows(settings, name, ref["version"], last, since, log=log.result())
         truth = join_labels(rows, pd.read_csv(labels), metadata["target"], metadata.get("id_column")) if labels else None
         thresholds = load_config(config).monitoring if config else MonitoringConfig(**(metadata.get("config") or {}).get("monitoring", {}))
         report = monitor_rows(folder, rows, truth, thresholds, model=name, version=ref["version"])
