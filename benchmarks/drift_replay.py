@@ -61,7 +61,7 @@ def main():
     from ml_project.predictor import ModelPredictor
     from ml_project.registry import fetch_model
     rng = np.random.default_rng(args.seed)
-    base = args.keep or Path(tempfile.mkdtemp(prefix="drift-replay-"))
+    base = (args.keep or Path(tempfile.mkdtemp(prefix="drift-replay-"))).resolve()
     root = base / "project"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
