@@ -3,7 +3,9 @@
 # are plain PyPI packages that render the stored notebook outputs without executing anything.
 project = "ml-project"
 author = "ml-project developers"
-extensions = ["myst_nb"]
+copyright = "2026, ml-project developers"  # the footer names the copyright holder
+extensions = ["myst_nb", "sphinx_copybutton"]
+copybutton_exclude = ".linenos, .gp, .go"  # copy code, not prompts or outputs
 nb_execution_mode = "off"               # outputs come from the committed notebooks (a real run)
 nb_merge_streams = True
 myst_enable_extensions = ["colon_fence", "deflist"]

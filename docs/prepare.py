@@ -25,8 +25,48 @@ NBS, DOCS = ROOT / "nbs", ROOT / "docs"
 HAND_WRITTEN = ["requirements.md", "architecture.md", "operations.md"]  # in sidebar order, after the notebooks
 
 
-def api_entry(obj, name: str) -> str:
-    "Markdown for one public symbol: a heading (anchor and search term), the signature, the docstring."
+REPOSITORY = "https://github.com/ml-project/ml-project"  # pyproject's [project.urls] Repository
+
+
+def _cell(text: str) -> str: return f"`{text}`".replace("|", "\\|")  # a table cell: pipes escaped
+
+def _type(annotation) -> str:
+    "An annotation as written (`str | None`), or nothing for inspect's empty marker."
+    if annotation is inspect.Parameter.empty: return ""
+    return _cell(annotation if isinstance(annotation, str) else getattr(annotation, "__name__", None) or str(annotation).replace("typing.", ""))
+
+def _default(value) -> str:
+    "A default as Python writes it (`''`, `0.05`, `None`), or nothing for a required parameter."
+    return "" if value is inspect.Parameter.empty else _cell(repr(value))
+
+
+def parameters(obj) -> list[tuple[str, str, str, str]]:
+    """(name, type, default, meaning) per parameter: a pydantic model's fields and their descriptions, else nbdev's
+    docments (the comment after each argument, or a dataclass field)."""
+    from fastcore.docments import docments
+    fields = getattr(obj, "model_fields", None) if inspect.isclass(obj) else None
+    if fields is not None:
+        from pydantic_core import PydanticUndefined
+        return [(name, _type(f.annotation), "required" if f.default is PydanticUndefined and f.default_factory is None else
+                 ("(computed)" if f.default_factory is not None else _default(f.default)), f.description or "") for name, f in fields.items()]
+    try: documented = docments(obj, full=True)
+    except Exception: return []
+    return [(name, _type(d["anno"]), _default(d["default"]), d["docment"] or "") for name, d in documented.items()
+            if name not in ("self", "cls", "return") and not name.startswith("_")]
+
+
+def source_link(obj) -> str:
+    "A link to the line that defines `obj` in the repository, or '' when it has no source file of ours."
+    try: file, line = inspect.getsourcefile(obj), inspect.getsourcelines(obj)[1]
+    except (TypeError, OSError): return ""
+    try: relative = Path(file).resolve().relative_to(ROOT)
+    except ValueError: return ""
+    return f"[source]({REPOSITORY}/blob/main/{relative}#L{line})"
+
+
+def api_entry(obj, name: str, module: str = "") -> str:
+    """Markdown for one public symbol: an index entry, a heading (anchor and search term), the signature, the
+    docstring, a table of its parameters (type, default, the comment after each) and a link to its source line."""
     kind = "class" if inspect.isclass(obj) else "function"
     try: signature = f"{name}{inspect.signature(obj, eval_str=True)}"
     except Exception:  # a builtin, or an annotation that does not evaluate here
@@ -34,7 +74,13 @@ def api_entry(obj, name: str) -> str:
         except (TypeError, ValueError): signature = name
     own = vars(obj).get("__doc__") if inspect.isclass(obj) else obj.__doc__  # not a base class's (pydantic's is long)
     doc = inspect.cleandoc(own) if own else ""
-    return f"(api-{name})=\n#### `{name}`\n\n```python\n{kind} {signature}\n```\n\n{doc}\n"
+    rows = [r for r in parameters(obj) if any(r[1:])]  # a bare *args or **kwargs says nothing a table would add
+    table = ("\n\n| parameter | type | default | meaning |\n| --- | --- | --- | --- |\n" +
+             "\n".join(f"| `{n}` | {t} | {d} | {m.replace('|', '/')} |" for n, t, d, m in rows)) if rows else ""
+    link = source_link(obj)
+    entry = f"```{{index}} single: {name}; {module}\n```\n" if module else ""
+    return (f"{entry}(api-{name})=\n#### `{name}`\n\n```python\n{kind} {signature}\n```\n\n{doc}{table}"
+            + (f"\n\n{link}" if link else "") + "\n")
 
 
 def defined_names(source: str) -> list[str]:
@@ -66,8 +112,10 @@ def link_symbols(markdown: str, symbols: set[str]) -> str:
         lambda m: f"[`{m.group(1)}`](project:#api-{m.group(1)})" if m.group(1) in symbols else m.group(0), p) for p in parts)
 
 
-def process(path: Path, symbols: set[str] = frozenset()) -> nbformat.NotebookNode:
-    "nbdev's own processing (directives parsed and stripped, `#| hide` cells dropped), then our additions."
+def process(path: Path, symbols: set[str] = frozenset(), documented: list | None = None) -> nbformat.NotebookNode:
+    """nbdev's own processing (directives parsed and stripped, `#| hide` cells dropped), then our additions; the
+    (module, name) of each API entry written is appended to `documented`."""
+    documented = [] if documented is None else documented
     processor = NBProcessor(path, procs=[hide_], rm_directives=True)
     processor.process()
     module, cells = None, []
@@ -84,8 +132,9 @@ def process(path: Path, symbols: set[str] = frozenset()) -> nbformat.NotebookNod
         cells.append(cell)
         if "export" in flags and module is not None:
             public = set(getattr(module, "__all__", []))
-            entries = [api_entry(getattr(module, n), n) if n in public else api_entry(*patched(module, public, n))
+            entries = [api_entry(getattr(module, n), n, module.__name__) if n in public else api_entry(*patched(module, public, n), module.__name__)
                        for n in defined_names(cell.source) if n in public or patched(module, public, n)]
+            documented.extend((module.__name__, n) for n in defined_names(cell.source) if n in public)
             if entries: cells.append(nbformat.v4.new_markdown_cell("\n".join(entries)))
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata = nbformat.from_dict(dict(processor.nb.get("metadata", {})))
@@ -97,16 +146,47 @@ def toc(pages: list[str]) -> nbformat.NotebookNode:
     return nbformat.v4.new_markdown_cell(f"```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{listing}\n```")
 
 
+def api_index(documented: list[tuple[str, str]]) -> str:
+    "The API index page: every public name of every notebook-exported module, by module, linked to its entry."
+    from ml_project._modidx import d
+    lines = ["# API index", "",
+             "Every public name of the package, module by module in lifecycle order. Each links to its entry, which sits",
+             "beside the notebook code that defines it: signature, docstring, parameters and a link to the source.", ""]
+    linked = set(documented)
+    for name in sorted(d["syms"], key=lambda m: [p.stem for p in sorted(NBS.glob("*.ipynb"))].index(_notebook(m)) if _notebook(m) else 99):
+        module = importlib.import_module(name)
+        summary = (module.__doc__ or "").strip().split("\n")[0]
+        lines += [f"## `{name}`", "", summary, ""]
+        public = list(getattr(module, "__all__", []))
+        for symbol in public:
+            if (name, symbol) in linked:
+                obj = getattr(module, symbol)
+                doc = inspect.cleandoc((vars(obj).get("__doc__") if inspect.isclass(obj) else obj.__doc__) or "")  # its own, not pydantic's
+                lines.append(f"- [`{symbol}`](project:#api-{symbol}): {doc.split(chr(10))[0]}")
+        others = [s for s in public if (name, s) not in linked]
+        if others: lines += ["", "Constants and aliases: " + ", ".join(f"`{s}`" for s in others) + "."]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _notebook(module: str) -> str | None:
+    "The notebook that exports `module`, from the module's own header."
+    text = Path(importlib.import_module(module).__file__).read_text()
+    found = re.search(r"File to edit: \.\./nbs/([^.]+)\.ipynb", text)
+    return found.group(1) if found else None
+
+
 def prepare(out: Path):
     if out.exists(): shutil.rmtree(out)
     out.mkdir(parents=True)
     notebooks = sorted(p for p in NBS.glob("*.ipynb") if p.name != "index.ipynb")
-    symbols = public_symbols()
+    symbols, documented = public_symbols(), []
     for path in notebooks:
-        nbformat.write(process(path, symbols), out / path.name)
+        nbformat.write(process(path, symbols, documented), out / path.name)
+    (out / "api.md").write_text(api_index(documented))
     for page in HAND_WRITTEN: (out / page).write_text(link_symbols((DOCS / page).read_text(), symbols))
     index = process(NBS / "index.ipynb", symbols)
-    index.cells.append(toc([p.stem for p in notebooks] + [Path(p).stem for p in HAND_WRITTEN]))
+    index.cells.append(toc([p.stem for p in notebooks] + ["api"] + [Path(p).stem for p in HAND_WRITTEN]))
     nbformat.write(index, out / "index.ipynb")
     return [out / p.name for p in notebooks]
 
@@ -114,7 +194,12 @@ def prepare(out: Path):
 def readme_text() -> str:
     "README.md: the home page notebook's markdown, with a note saying where it comes from."
     nb = nbformat.read(NBS / "index.ipynb", as_version=4)
-    parts = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    parts = []
+    for cell in nb.cells:  # code as a fenced block, with what it printed: the text that introduces it is not left hanging
+        if cell.cell_type == "markdown": parts.append(cell.source)
+        elif cell.source.strip() and not cell.source.lstrip().startswith("#|"):
+            printed = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream" and o.get("name") == "stdout")
+            parts.append(f"```python\n{cell.source.strip()}\n```" + (f"\n\n```text\n{printed.strip()}\n```" if printed.strip() else ""))
     note = "<!-- Generated from nbs/index.ipynb by `make readme`: edit the notebook, not this file. -->"
     return note + "\n\n" + "\n\n".join(parts).strip() + "\n"
 

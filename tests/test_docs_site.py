@@ -83,7 +83,7 @@ def test_every_page_loads_cleanly(site, browser):
         if broken: problems.append(f"{page}: images that did not load {broken}")
         hrefs = browser.execute_script("return [...document.querySelectorAll('a[href]')].map(a => a.href)")
         links.update(h for h in hrefs if urlparse(h).netloc == urlparse(base).netloc)
-        if page in ("index.html", "07_evaluation.html"): browser.save_screenshot(str(shots / page.replace(".html", ".png")))
+        browser.save_screenshot(str(shots / page.replace(".html", ".png")))  # every page, kept as a CI artefact
     ids = {}
     for link in sorted(links):
         url, fragment = urldefrag(link)
@@ -136,3 +136,27 @@ def test_hidden_cells_stay_out_of_the_site(site):
     assert "def _write" not in shown and "fastcore.test" not in shown  # a #| hide cell's helper, the hidden imports
     assert "test_eq" in (html / "08a_predictor.html").read_text()  # tests that teach stay visible
     assert re.search(r"load_config", text)
+
+
+def test_api_entries_have_parameter_tables_source_links_and_an_index(site, browser):
+    base, html = site
+    browser.get(base + "10_monitoring.html#api-monitor-rows")
+    page = browser.page_source
+    start = page.index('id="api-monitor-rows"')
+    block = page[start:page.index('id="api-', start + 10)]
+    assert "<table" in block and "the model’s folder (with its reference)" in block and "source</a>" in block, block[:2000]
+    assert "blob/main/ml_project/monitoring.py#L" in block
+    block = page[page.index('id="api-column-drift"'):]
+    assert "p_value" in block[:4000] and "<td><p><code class=\"docutils literal notranslate\"><span class=\"pre\">0.05</span>" in block[:6000]
+    # copy buttons on code blocks (sphinx-copybutton adds them when the page loads)
+    assert browser.execute_script("return document.querySelectorAll('button.copybtn').length") > 5
+    # the API index lists every public name; the general index is not empty
+    from ml_project._modidx import d
+    import importlib
+    public = {n for m in d["syms"] for n in getattr(importlib.import_module(m), "__all__", [])}
+    listed = (html / "api.html").read_text()
+    missing = sorted(n for n in public if f">{n}<" not in listed)
+    assert not missing, missing
+    index = (html / "genindex.html").read_text()
+    assert "monitor_rows" in index and "load_dataset" in index and index.count("<li>") > 100
+    assert "2026, ml-project developers" in (html / "index.html").read_text()  # the footer names the copyright holder
