@@ -77,9 +77,13 @@ def file_digest(path: Path, algorithm: str = "md5") -> str:
     "Hex digest of a file's bytes (MD5 is what DVC 3 records)."
     with open(path, "rb") as f: return hashlib.file_digest(f, algorithm).hexdigest()
 
-def file_md5(path: Path) -> str: return file_digest(path, "md5")
+def file_md5(path: Path) -> str:
+    "The MD5 of a file, as DVC records it."
+    return file_digest(path, "md5")
 
-def dvc_file(path: Path) -> Path: return path.with_name(path.name + ".dvc")
+def dvc_file(path: Path) -> Path:
+    "The `.dvc` record beside a data file."
+    return path.with_name(path.name + ".dvc")
 
 def recorded_md5(path: Path) -> str | None:
     "The MD5 that DVC recorded for `path`, or None when it is not tracked."
@@ -138,6 +142,7 @@ def acquire(data: DataConfig, settings: Settings) -> Path:
 
 # %% ../nbs/01_data.ipynb #4abdf8ba
 class ColumnSpec(BaseModel):
+    "One column of a schema: its type, whether it may be missing, its range or allowed values, and whether it is personal data."
     model_config = ConfigDict(extra="forbid")
     dtype: Literal["int", "float", "category", "str", "bool", "datetime"]
     nullable: bool = False

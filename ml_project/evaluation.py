@@ -210,6 +210,7 @@ def permutation_repeats(config: ExperimentConfig, settings: Settings) -> int:
     return 1 if settings.fast else config.evaluation.permutation_repeats
 
 def plot_importance(table: pd.DataFrame, top: int = 15):
+    "The `top` features by permutation importance, with their spread over the repeats as error bars."
     fig, ax = plt.subplots(figsize=(6, 0.3 * min(top, len(table)) + 1))
     shown = table.head(top).iloc[::-1]
     ax.barh(shown.index, shown["importance"], xerr=shown["std"], color="C2")

@@ -219,6 +219,7 @@ def _as_str(X):
     return pd.DataFrame(X).astype(object).where(pd.DataFrame(X).notna(), np.nan)
 
 def numeric_steps(cfg: PreprocessingConfig) -> Pipeline:
+    "Impute, then clip outliers (if configured), then scale: the steps for number columns."
     steps = [("impute", SimpleImputer(strategy=cfg.numeric_impute, add_indicator=False, keep_empty_features=True))]
     if cfg.outliers == "iqr": steps.append(("clip", IQRClipper(factor=cfg.iqr_factor)))
     if cfg.scaling != "none": steps.append(("scale", _SCALERS[cfg.scaling]()))

@@ -87,7 +87,9 @@ class ApiKey:
     roles: frozenset
     digest: str
 
-def key_digest(key: str) -> str: return hashlib.sha256(key.encode()).hexdigest()
+def key_digest(key: str) -> str:
+    "What the keys file stores for a key: its SHA-256, never the key."
+    return hashlib.sha256(key.encode()).hexdigest()
 
 def parse_api_keys(text: str, where: str) -> list[ApiKey]:
     "Lines of `<key id> <roles, comma-separated> <sha256 hex>`; blank lines and # comments skipped."

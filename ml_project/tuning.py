@@ -86,6 +86,7 @@ class PerTrialSeed(optuna.samplers.BaseSampler):
     def __repr__(self): return f"{self.sampler_class.__name__}(seed={self.seed} + trial number)"
 
 def make_sampler(config: ExperimentConfig, seed: int) -> optuna.samplers.BaseSampler:
+    "The config's sampler (TPE or random), named rather than Optuna's default, seeded per trial so parallel workers stay reproducible."
     return PerTrialSeed(optuna.samplers.RandomSampler if config.tuning.sampler == "random" else optuna.samplers.TPESampler, seed)
 
 def make_pruner(config: ExperimentConfig) -> optuna.pruners.BasePruner:
@@ -95,9 +96,11 @@ def make_pruner(config: ExperimentConfig) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 def tuning_metric(config: ExperimentConfig) -> str:
+    "What the search optimises: `tuning.metric`, else the config's primary metric."
     return config.tuning.metric or config.primary_metric
 
 def default_storage(settings: Settings) -> str:
+    "The study database when none is given: SQLite in `runs/optuna.db`, so an interrupted search resumes."
     settings.runs_dir.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{settings.runs_dir / 'optuna.db'}"
 

@@ -1,0 +1,114 @@
+"""How literate the notebooks are, measured the way issue 14 measured them (nbdev's own notebooks for scale).
+
+    .venv/bin/python benchmarks/notebook_metrics.py [--per-notebook]
+
+- words of prose per line of code: words in markdown cells / non-blank code lines (directive lines not counted);
+- export cells defining more than one name: top-level functions, classes and public assignments per `#| export` cell;
+- the largest code cell, and how many are over 40 lines;
+- test calls (`test_eq`, `test_close`, `test_fail`, ...) shown as examples, and hidden in `#| hide` cells;
+- public definitions (functions and classes in the modules' `__all__`) with a docstring of their own.
+
+The figures are a guide, not a target: prose that explains nothing does not count.
+"""
+import argparse
+import ast
+import importlib
+import inspect
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_CALL = re.compile(r"\btest_(eq|ne|close|fail|is|warns|shuffled|stdout|eq_type|sig)\s*\(")
+
+
+def directives(source: str) -> tuple[set[str], list[str]]:
+    "The cell's `#|` directives and its other lines."
+    lines = source.splitlines()
+    n = 0
+    while n < len(lines) and lines[n].startswith("#|"): n += 1
+    return {l[2:].strip().split()[0] for l in lines[:n] if l[2:].strip()}, lines[n:]
+
+
+def defined(source: str) -> list[str]:
+    "Top-level functions, classes and public assigned names of a cell."
+    try: tree = ast.parse(source)
+    except SyntaxError: return []
+    names = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): names.append(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names += [t.id for t in targets if isinstance(t, ast.Name) and not t.id.startswith("_")]
+    return names
+
+
+def measure(path: Path) -> dict:
+    nb = json.loads(path.read_text())
+    words = code_lines = 0
+    export_cells = multi = names = largest = over_40 = shown = hidden = 0
+    for cell in nb["cells"]:
+        source = "".join(cell["source"])
+        flags, body = directives(source)
+        if cell["cell_type"] == "markdown":
+            words += len(re.findall(r"[A-Za-z][A-Za-z'’-]*", "\n".join(body)))
+            continue
+        lines = [l for l in body if l.strip()]
+        code_lines += len(lines)
+        largest, over_40 = max(largest, len(lines)), over_40 + (len(lines) > 40)
+        tests = len(TEST_CALL.findall("\n".join(body)))
+        if "hide" in flags: hidden += tests
+        else: shown += tests
+        if "export" in flags or "exports" in flags:
+            defs = defined("\n".join(body))
+            if defs: export_cells, names, multi = export_cells + 1, names + len(defs), multi + (len(defs) > 1)
+    return dict(words=words, code_lines=code_lines, export_cells=export_cells, multi=multi, names=names,
+                largest=largest, over_40=over_40, shown=shown, hidden=hidden)
+
+
+def docstrings() -> tuple[int, int, list[str]]:
+    "Public functions and classes of the notebook-exported modules, how many have their own docstring, and which lack one."
+    from ml_project._modidx import d
+    total, documented, lacking = 0, 0, []
+    for name in d["syms"]:
+        module = importlib.import_module(name)
+        for symbol in getattr(module, "__all__", []):
+            obj = getattr(module, symbol)
+            if not (inspect.isfunction(obj) or inspect.isclass(obj)) or getattr(obj, "__module__", "") != name: continue
+            total += 1
+            own = vars(obj).get("__doc__") if inspect.isclass(obj) else obj.__doc__
+            if own and own.strip(): documented += 1
+            else: lacking.append(f"{name}.{symbol}")
+    return total, documented, lacking
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--per-notebook", action="store_true")
+    args = parser.parse_args()
+    notebooks = sorted((ROOT / "nbs").glob("[0-9]*.ipynb"))
+    results = {p.stem: measure(p) for p in notebooks}
+    total = {k: (max if k == "largest" else sum)(r[k] for r in results.values()) for k in next(iter(results.values()))}
+    if args.per_notebook:
+        print(f"{'notebook':22s} {'prose/code':>10s} {'multi-name export cells':>24s} {'largest':>8s} {'>40':>4s} {'shown':>6s} {'hidden':>7s}")
+        for name, r in results.items():
+            print(f"{name:22s} {r['words'] / max(r['code_lines'], 1):10.2f} {r['multi']:>8d} of {r['export_cells']:<3d} ({r['names']:3d} names)"
+                  f" {r['largest']:8d} {r['over_40']:4d} {r['shown']:6d} {r['hidden']:7d}")
+        print()
+    ratio = {n: r["words"] / max(r["code_lines"], 1) for n, r in results.items()}
+    low = sorted(ratio, key=ratio.get)[:3]
+    documented_total, documented, lacking = docstrings()
+    print("| measured | nbdev's own notebooks (issue 14) | ours |")
+    print("|---|---|---|")
+    print(f"| words of prose per line of code | 1.28 | {total['words'] / total['code_lines']:.2f} "
+          f"(lowest: {', '.join(f'{n} {ratio[n]:.2f}' for n in low)}; highest: {max(ratio, key=ratio.get)} {max(ratio.values()):.2f}) |")
+    print(f"| export cells defining more than one name | 18 % | {total['multi'] / total['export_cells']:.0%} "
+          f"({total['names']} names in {total['export_cells']} cells) |")
+    print(f"| largest code cell | 70 lines | {total['largest']} lines; {total['over_40']} cells over 40 lines |")
+    print(f"| test calls shown as examples | 116 shown, 71 hidden | {total['shown']} shown, {total['hidden']} hidden |")
+    print(f"| public definitions with a docstring | nearly all | {documented} of {documented_total}"
+          + (f" (lacking: {', '.join(lacking)})" if lacking else "") + " |")
+
+
+if __name__ == "__main__":
+    main()
