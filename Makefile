@@ -83,7 +83,7 @@ docs-serve: docs  ## serve the docs site on http://127.0.0.1:8000 (DOCS_PORT=...
 readme: install  ## regenerate README.md from nbs/index.ipynb (the home page)
 	$(BIN)/python docs/prepare.py --readme
 
-mlflow-ui: install  ## the MLflow UI on http://127.0.0.1:5000
+mlflow-ui: install  ## the MLflow UI on http://127.0.0.1:5000 (its model-training view: /#/?workflowType=machine_learning)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
 lock:  ## re-resolve the environment from pyproject.toml into requirements.lock

@@ -97,13 +97,16 @@ def run_experiment(config: ExperimentConfig, settings: Settings | None = None,
             **git_state(settings.root)}
     name = config.experiment.name
     try:
-        with tracked_run(settings, problem_name(config), name, run_id, parent_run_id, tags) as run:
+        # the run is named as the registered model is: `churn_xgboost__fast` in fast mode, so the UI tells the modes apart
+        with tracked_run(settings, problem_name(config), settings.for_mode(name), run_id, parent_run_id, tags) as run:
             mlflow = use_mlflow(settings, problem_name(config))
             _log_inputs(mlflow, config, settings)
             splits = load_splits(config, settings)
             log.info("%s: data %s, md5 %s; rows %s", name, settings.relative(splits.dataset.raw_path), splits.dataset.md5, splits.rows)
             mlflow.set_tag("data_md5", splits.dataset.md5); mlflow.log_param("data_md5", splits.dataset.md5)
             mlflow.log_artifact(str(splits.manifest), "data")
+            mlflow.log_input(mlflow.data.from_pandas(splits.dataset.frame, source=str(splits.dataset.raw_path), targets=config.data.target,
+                                                    name=splits.dataset.raw_path.stem, digest=splits.dataset.md5[:8]), context="training")
             folds = cross_validate_model(config, *splits["train"], settings)
             log.info("%s: final fit on %s training rows", name, f"{splits.rows['train']:,}")
             started = time.perf_counter()
@@ -164,7 +167,7 @@ def format_summary(result: TrainResult, settings: Settings) -> str:
              + (f"; registered {result.registered[0]} v{result.registered[1]}" + (" (champion)" if result.champion else "")
                 if result.registered else "")]
     if result.promotion: lines.append(f"champion decision: {result.promotion.reason}")
-    lines.append("see it: make mlflow-ui  (then open http://127.0.0.1:5000)")
+    lines.append("see it: make mlflow-ui  (then open http://127.0.0.1:5000/#/?workflowType=machine_learning)")
     return "\n".join(lines)
 
 # %% ../nbs/07a_experiment.ipynb #ea04610b
@@ -200,6 +203,14 @@ def _failure(error, notebook: Path) -> str:
     return (f"{notebook.name}: cell [{error.exec_count}] `{first_line.strip()[:80]}` raised {error.ename}: "
             f"{str(error.evalue).strip()[:500]}")
 
+def _as_html(notebook: Path) -> Path:
+    "The executed notebook as a standalone HTML page beside it (nbconvert's lab template, outputs included)."
+    from nbconvert import HTMLExporter
+    body, _ = HTMLExporter(template_name="lab").from_filename(str(notebook))
+    page = notebook.with_suffix(".html")
+    page.write_text(body)
+    return page
+
 def run_notebooks(config_file: Path | str, config: ExperimentConfig, settings: Settings, overrides: list[str] = (),
                   notebooks: tuple[str, ...] = EXPERIMENT_NOTEBOOKS,
                   progress: bool = False,  # papermill's progress bar over the cells, on stderr
@@ -210,7 +221,7 @@ def run_notebooks(config_file: Path | str, config: ExperimentConfig, settings: S
     mlflow = use_mlflow(settings, problem_name(config))
     client = MlflowClient(settings.mlflow_tracking_uri)
     experiment = mlflow.get_experiment_by_name(problem_name(config))
-    run = client.create_run(experiment.experiment_id, run_name=config.experiment.name,
+    run = client.create_run(experiment.experiment_id, run_name=settings.for_mode(config.experiment.name),
                             tags={"runner": "papermill", "notebooks": ", ".join(notebooks)})
     fail_orphaned_runs(settings, problem_name(config))
     run_id = run.info.run_id
@@ -232,6 +243,7 @@ def run_notebooks(config_file: Path | str, config: ExperimentConfig, settings: S
             return NotebookRun(False, run_id, folder, f"error: {message}\nexecuted notebook kept: {executed}\n"
                                                        f"MLflow run {run_id} marked FAILED")
         client.log_artifact(run_id, str(executed), "notebooks")
+        client.log_artifact(run_id, str(_as_html(executed)), "notebooks")  # the artefact viewer shows HTML, not .ipynb
     client.set_terminated(run_id, "FINISHED")
     done = client.get_run(run_id).data
     metric = config.selection_metric

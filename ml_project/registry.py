@@ -206,7 +206,9 @@ def use_mlflow(settings: Settings, experiment: str):
         if mlflow.get_experiment_by_name(experiment) is None:
             artifacts = settings.mlflow_artifact_root
             location = artifacts.as_uri() if isinstance(artifacts, Path) else None
-            mlflow.create_experiment(experiment, artifact_location=f"{location}/{experiment}" if location else None)
+            # the kind tag opens the experiment in the UI's model-training view, not the GenAI traces view
+            mlflow.create_experiment(experiment, artifact_location=f"{location}/{experiment}" if location else None,
+                                     tags={"mlflow.experimentKind": "custom_model_development"})
     mlflow.set_experiment(experiment)
     return mlflow
 

@@ -160,3 +160,7 @@ def test_api_entries_have_parameter_tables_source_links_and_an_index(site, brows
     index = (html / "genindex.html").read_text()
     assert "monitor_rows" in index and "load_dataset" in index and index.count("<li>") > 100
     assert "2026, ml-project developers" in (html / "index.html").read_text()  # the footer names the copyright holder
+    browser.get(base + "02_eda.html")  # pandas tables drawn like the theme's: hairlines, no double border
+    style = browser.execute_script("const t = document.querySelector('table.dataframe'); const s = getComputedStyle(t); "
+                                   "return [s.borderCollapse, s.borderTopStyle, getComputedStyle(t.querySelector('td')).borderLeftStyle]")
+    assert style == ["collapse", "none", "none"], style

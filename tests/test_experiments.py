@@ -1,4 +1,5 @@
 """Experiments: reproducible fits, the papermill path equal to the package path, the champion chosen without the test split, evaluate and run."""
+from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
@@ -30,7 +31,7 @@ def test_same_config_and_seed_give_identical_models(project, config_name):
     assert np.abs(first - other_seed).max() > 1e-6  # the seed is what makes them equal
 
 
-def test_papermill_path_gives_the_package_paths_metrics(project):
+def test_papermill_path_gives_the_package_paths_metrics(project, tmp_path):
     config_file = project.configs_dir / "experiment_001.yaml"
     config = load_config(config_file)
     outcome = run_notebooks(config_file, config, project)
@@ -47,7 +48,9 @@ def test_papermill_path_gives_the_package_paths_metrics(project):
     # evaluated once: every metric was logged once, by the one evaluation path
     assert all(len(client.get_metric_history(outcome.run_id, k)) == 1 for k in keys)
     artefacts = {a.path for a in client.list_artifacts(outcome.run_id, "notebooks")}
-    assert artefacts == {"notebooks/07a_experiment.ipynb"}
+    assert artefacts == {"notebooks/07a_experiment.ipynb", "notebooks/07a_experiment.html"}  # HTML: the artefact viewer renders it
+    page = Path(client.download_artifacts(outcome.run_id, "notebooks/07a_experiment.html", str(tmp_path)))
+    assert "roc_auc" in page.read_text() and "<img" in page.read_text()  # the executed notebook, outputs and plots included
     assert any(a.path.endswith("roc_pr.png") for a in client.list_artifacts(outcome.run_id, "evaluation"))
     assert notebook_run.data.tags["model_version"] == "1" and notebook_run.data.tags["champion"] == "True"
     assert "registered churn__fast v1 (champion); champion decision: the first version of churn__fast" in outcome.message

@@ -267,7 +267,7 @@ def test_after_sigkill_the_next_command_fails_the_orphaned_run(project):
     assert result.exit_code == 0
     assert "were left RUNNING by a process that is gone: marked FAILED" in result.output
     runs = _runs(project, "churn").set_index("tags.mlflow.runName")
-    assert runs.loc["experiment_001", "status"] == "FAILED" and "ended without closing it" in runs.loc["experiment_001", "tags.error"]
+    assert runs.loc["experiment_001__fast", "status"] == "FAILED" and "ended without closing it" in runs.loc["experiment_001__fast", "tags.error"]
     assert not list(project.models_dir.glob(".experiment_001*"))  # no half-saved model left behind
 
 
