@@ -169,7 +169,7 @@ def main():
     from ml_project.config import get_settings, load_config
     from ml_project.evaluation import positive_scores
     from ml_project.features import load_splits
-    from ml_project.monitoring import Thresholds, data_quality, decayed, metric_interval, table_drift
+    from ml_project.monitoring import Thresholds, data_quality, decayed, metric_interval, table_drift, worth_an_alert
     thresholds = Thresholds()
     from ml_project.training import train_model
     rng = np.random.default_rng(args.seed)
@@ -202,8 +202,7 @@ def main():
         ours, started = {}, time.perf_counter()
         for key, window in windows.items():
             drift, quality = table_drift(reference, window), data_quality(reference, window)
-            worth = drift.columns.loc[drift.columns["drifted"] & (drift.columns["effect"] >= thresholds.feature_effect), "column"]
-            ours[key] = {"dataset": drift.drifted, "drifted": set(drift.drifted_columns), "alerted": set(worth),
+            ours[key] = {"dataset": drift.drifted, "drifted": set(drift.drifted_columns), "alerted": set(worth_an_alert(drift.columns, thresholds)),
                          "flagged": set(drift.drifted_columns) | set(quality.loc[quality["flags"].map(len) > 0, "column"])}
         ours_ms = (time.perf_counter() - started) / len(windows) * 1e3
         theirs = None if args.no_evidently else run_evidently(reference, windows, Path(tmp))

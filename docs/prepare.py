@@ -64,6 +64,11 @@ def source_link(obj) -> str:
     return f"[source]({REPOSITORY}/blob/main/{relative}#L{line})"
 
 
+def own_doc(obj) -> str:
+    "The docstring `obj` has itself: a class's own, not the one it inherits (pydantic's is long)."
+    return inspect.cleandoc((vars(obj).get("__doc__") if inspect.isclass(obj) else obj.__doc__) or "")
+
+
 def api_entry(obj, name: str, module: str = "") -> str:
     """Markdown for one public symbol: an index entry, a heading (anchor and search term), the signature, the
     docstring, a table of its parameters (type, default, the comment after each) and a link to its source line."""
@@ -72,8 +77,7 @@ def api_entry(obj, name: str, module: str = "") -> str:
     except Exception:  # a builtin, or an annotation that does not evaluate here
         try: signature = f"{name}{inspect.signature(obj)}"
         except (TypeError, ValueError): signature = name
-    own = vars(obj).get("__doc__") if inspect.isclass(obj) else obj.__doc__  # not a base class's (pydantic's is long)
-    doc = inspect.cleandoc(own) if own else ""
+    doc = own_doc(obj)
     rows = [r for r in parameters(obj) if any(r[1:])]  # a bare *args or **kwargs says nothing a table would add
     table = ("\n\n| parameter | type | default | meaning |\n| --- | --- | --- | --- |\n" +
              "\n".join(f"| `{n}` | {t} | {d} | {m.replace('|', '/')} |" for n, t, d, m in rows)) if rows else ""
@@ -152,16 +156,15 @@ def api_index(documented: list[tuple[str, str]]) -> str:
     lines = ["# API index", "",
              "Every public name of the package, module by module in lifecycle order. Each links to its entry, which sits",
              "beside the notebook code that defines it: signature, docstring, parameters and a link to the source.", ""]
-    linked = set(documented)
-    for name in sorted(d["syms"], key=lambda m: [p.stem for p in sorted(NBS.glob("*.ipynb"))].index(_notebook(m)) if _notebook(m) else 99):
+    linked, lifecycle = set(documented), [p.stem for p in sorted(NBS.glob("*.ipynb"))]
+    for name in sorted(d["syms"], key=lambda m: lifecycle.index(_notebook(m)) if _notebook(m) in lifecycle else len(lifecycle)):
         module = importlib.import_module(name)
         summary = (module.__doc__ or "").strip().split("\n")[0]
         lines += [f"## `{name}`", "", summary, ""]
         public = list(getattr(module, "__all__", []))
         for symbol in public:
             if (name, symbol) in linked:
-                obj = getattr(module, symbol)
-                doc = inspect.cleandoc((vars(obj).get("__doc__") if inspect.isclass(obj) else obj.__doc__) or "")  # its own, not pydantic's
+                doc = own_doc(getattr(module, symbol))
                 lines.append(f"- [`{symbol}`](project:#api-{symbol}): {doc.split(chr(10))[0]}")
         others = [s for s in public if (name, s) not in linked]
         if others: lines += ["", "Constants and aliases: " + ", ".join(f"`{s}`" for s in others) + "."]

@@ -25,9 +25,9 @@ from .config import ExperimentConfig, MonitoringConfig, Settings, get_settings
 __all__ = ['SMALL_REFERENCE', 'P_VALUE', 'DISTANCE', 'DRIFT_SHARE', 'MISSING_INCREASE', 'OUT_OF_RANGE', 'NEW_CATEGORIES',
            'MAX_DROP', 'Thresholds', 'RETRAIN_ON', 'column_kind', 'as_levels', 'level_counts', 'psi', 'ColumnDrift',
            'column_drift', 'TableDrift', 'table_drift', 'data_quality', 'metric_interval', 'decayed', 'served_rows',
-           'service_health', 'MonitoringReport', 'load_reference', 'monitor_rows', 'logged_rows', 'join_labels',
-           'over_time', 'distribution_plots', 'time_plot', 'write_monitoring_report', 'log_report', 'retrain_reasons',
-           'retraining_config']
+           'service_health', 'MonitoringReport', 'load_reference', 'worth_an_alert', 'monitor_rows', 'logged_rows',
+           'join_labels', 'over_time', 'distribution_plots', 'time_plot', 'write_monitoring_report', 'log_report',
+           'retrain_reasons', 'retraining_config']
 
 # %% ../nbs/10_monitoring.ipynb #379f7f06
 SMALL_REFERENCE = 1000  # Evidently's boundary: at or below it, tests with p-values; above, distances with thresholds
@@ -284,7 +284,7 @@ def _truth_and_scores(metric: str, known: pd.Series, predictions: pd.DataFrame, 
         return codes[:len(known)].astype(float), codes[len(known):].astype(float)
     return known.to_numpy(float), predictions.loc[known.index, "prediction"].to_numpy(float)
 
-def _worth_an_alert(columns: pd.DataFrame, thresholds: Thresholds) -> list[str]:
+def worth_an_alert(columns: pd.DataFrame, thresholds: Thresholds) -> list[str]:
     "Columns that drifted by their test and moved enough to matter: effect size (PSI, Jensen–Shannon) at or above `feature_effect`."
     return columns.loc[columns["drifted"] & (columns["effect"] >= thresholds.feature_effect), "column"].tolist()
 
@@ -315,9 +315,9 @@ def monitor_rows(folder: Path,  # the model's folder (with its reference), e.g. 
     alerts = []
     if len(current) >= thresholds.min_rows:
         if drift.drifted: alerts.append(f"dataset drift: {drift.share:.0%} of the inputs drifted ({', '.join(drift.drifted_columns)})")
-        elif thresholds.feature_drift and (shifted := _worth_an_alert(drift.columns, thresholds)):
+        elif thresholds.feature_drift and (shifted := worth_an_alert(drift.columns, thresholds)):
             alerts.append(f"input drift: {', '.join(shifted)}")
-        if thresholds.feature_drift: alerts += [f"prediction drift: {c}" for c in _worth_an_alert(prediction_drift, thresholds)]
+        if thresholds.feature_drift: alerts += [f"prediction drift: {c}" for c in worth_an_alert(prediction_drift, thresholds)]
     alerts += [f"data quality: {row.column} ({', '.join(row.flags)})" for row in quality.itertuples() if row.flags]
     if health and health["requests"] >= thresholds.min_rows and health["refused_share"] > thresholds.max_refused_share:
         alerts.append(f"service health: {health['refused_share']:.1%} of {health['requests']:,} requests refused "

@@ -79,6 +79,14 @@ def trained_churn(project, churn_template):
     return project
 
 
+def free_port() -> int:
+    "A free TCP port on 127.0.0.1, for a server a test starts (the only address tests talk to)."
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def write_csv(path: Path, frame: pd.DataFrame) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)

@@ -1,6 +1,5 @@
 """The MLflow UI as this project's users see it: the run page of a trained model, served from the project's own store on
 a free localhost port, read in headless Chromium."""
-import socket
 import subprocess
 import sys
 import time
@@ -9,16 +8,10 @@ from pathlib import Path
 import httpx
 from mlflow.tracking import MlflowClient
 
-from conftest import chromium_browser
+from conftest import chromium_browser, free_port
 
 BIN = Path(sys.executable).parent
 SHOTS = Path(__file__).resolve().parent.parent / ".test-runs" / "screenshots"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _text_when(browser, needles: list[str], timeout: float = 60) -> str:
@@ -39,7 +32,7 @@ def test_the_run_page_shows_the_kind_the_dataset_the_metrics_and_the_plots(train
     run = client.search_runs([experiment.experiment_id])[0]
     assert run.info.run_name == "churn_xgboost__fast"  # fast runs are told apart from careful ones by name
     assert [(d.dataset.name, [t.value for t in d.tags]) for d in run.inputs.dataset_inputs] == [("wa_churn", ["training"])]
-    port = _free_port()
+    port = free_port()
     log = open(settings.root / "mlflow-ui.log", "w")
     server = subprocess.Popen([str(BIN / "mlflow"), "ui", "--backend-store-uri", settings.mlflow_tracking_uri,
                                "--host", "127.0.0.1", "--port", str(port)], cwd=settings.root, stdout=log, stderr=subprocess.STDOUT)

@@ -3,7 +3,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from conftest import free_port
 from ml_project.cli import app
 from ml_project.config import load_config
 from ml_project.features import load_splits
@@ -120,15 +120,9 @@ def test_the_mlflow_model_answers_as_mlflow_users_expect(churn):
     np.testing.assert_allclose(answer["probability"], ModelPredictor.from_registry("churn__fast").predict(X_test.head(4)).probabilities[:, 1])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_mlflow_models_serve_answers_on_localhost(churn, tmp_path):
     settings, X_test = churn
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     log = open(tmp_path / "serve.log", "w")
     server = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", "models:/churn__fast@champion", "--env-manager", "local",

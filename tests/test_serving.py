@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ from fastapi.testclient import TestClient
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from conftest import chromium_browser
+from conftest import chromium_browser, free_port
 from ml_project.cli import app as cli
 from ml_project.config import ConfigError
 from ml_project.predictor import ModelPredictor
@@ -143,7 +142,7 @@ def test_a_public_address_needs_keys_and_a_tampered_model_does_not_start(churn):
     (folder / "model.joblib").write_bytes((folder / "model.joblib").read_bytes() + b"\0")
     with pytest.raises(ModelIntegrityError, match="does not match its recorded hash"):
         create_app(str(folder), settings)
-    result = runner.invoke(cli, ["serve", "--model", str(folder), "--port", str(_free_port())])
+    result = runner.invoke(cli, ["serve", "--model", str(folder), "--port", str(free_port())])
     assert result.exit_code == 1 and "does not match its recorded hash" in result.output
 
 
@@ -175,16 +174,10 @@ def test_openapi_fuzzed_never_answers_5xx(churn):
 
 # --- the real thing: `ml-project serve` as a process on localhost ---
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Service:
     "`ml-project serve` started as a process, stopped by its PID."
     def __init__(self, settings, model="churn__fast", env=None, args=()):
-        self.port, self.settings = _free_port(), settings
+        self.port, self.settings = free_port(), settings
         self.scheme = "https" if "--ssl-certfile" in args else "http"
         self.log_file = open(settings.root / f"serve-{self.port}.log", "w")
         self.process = subprocess.Popen([str(BIN / "ml-project"), "serve", "--model", model, "--port", str(self.port), *args],
