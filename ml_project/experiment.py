@@ -20,6 +20,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from .config import ExperimentConfig, Settings, canonical_metric, config_path, config_to_dict, flatten, get_settings
+from .data import Dataset
 from .evaluation import evaluate_and_report, evaluate_model
 from .features import Splits, load_splits
 from .models import check_configs
@@ -68,6 +69,16 @@ def _log_inputs(mlflow, config: ExperimentConfig, settings: Settings):
     lock = settings.root / "requirements.lock"
     if lock.is_file(): mlflow.log_artifact(str(lock), "environment")
 
+def _log_dataset(mlflow, dataset: Dataset, config: ExperimentConfig):
+    "The raw table as the run's training input (the UI's Dataset column), named by its file and its MD5."
+    logged = mlflow.data.from_pandas(dataset.frame, source=str(dataset.raw_path), targets=config.data.target,
+                                     name=dataset.raw_path.stem, digest=dataset.md5[:8])
+    try: mlflow.log_input(logged, context="training")
+    except mlflow.exceptions.MlflowException:
+        # MLflow looks for the dataset, then inserts it: two runs starting together both insert, and the second
+        # breaks the unique key. Its second try finds the first's row.
+        mlflow.log_input(logged, context="training")
+
 def _metrics(folds: pd.DataFrame, valid: dict, test: dict, fit_seconds: float) -> dict[str, float]:
     return {**{f"cv_{m}_mean": float(v) for m, v in folds.mean().items()}, **{f"cv_{m}_std": float(v) for m, v in folds.std(ddof=0).items()},
             **{f"valid_{m}": float(v) for m, v in valid.items()}, **{f"test_{m}": float(v) for m, v in test.items()},
@@ -105,8 +116,7 @@ def run_experiment(config: ExperimentConfig, settings: Settings | None = None,
             log.info("%s: data %s, md5 %s; rows %s", name, settings.relative(splits.dataset.raw_path), splits.dataset.md5, splits.rows)
             mlflow.set_tag("data_md5", splits.dataset.md5); mlflow.log_param("data_md5", splits.dataset.md5)
             mlflow.log_artifact(str(splits.manifest), "data")
-            mlflow.log_input(mlflow.data.from_pandas(splits.dataset.frame, source=str(splits.dataset.raw_path), targets=config.data.target,
-                                                    name=splits.dataset.raw_path.stem, digest=splits.dataset.md5[:8]), context="training")
+            _log_dataset(mlflow, splits.dataset, config)
             folds = cross_validate_model(config, *splits["train"], settings)
             log.info("%s: final fit on %s training rows", name, f"{splits.rows['train']:,}")
             started = time.perf_counter()

@@ -288,7 +288,8 @@ def test_a_failure_after_registering_withdraws_the_version_and_keeps_the_model(p
 def test_two_commands_at_once_leave_one_true_champion(project):
     runs = [_start_train(project, name) for name in ("configs/churn_logistic.yaml", "configs/churn_xgboost.yaml")]
     outputs = finish(*runs)
-    assert all(r.returncode == 0 for r in runs), outputs
+    failed = [out[-3000:] for r, out in zip(runs, outputs) if r.returncode != 0]
+    assert not failed, "\n-----\n".join(failed)  # the end of each failed output: where the error is
     client = MlflowClient(project.mlflow_tracking_uri)
     versions = sorted(client.search_model_versions("name = 'churn__fast'"), key=lambda v: int(v.version))
     first, second = versions
@@ -297,6 +298,36 @@ def test_two_commands_at_once_leave_one_true_champion(project):
     champion = client.get_model_version_by_alias("churn__fast", "champion").version
     assert str(champion) == str(second.version if second.tags["promoted"] == "True" else first.version)
 
+
+
+_LOG_THE_SAME_DATA = """
+import sys, time, types
+from pathlib import Path
+import mlflow, pandas as pd
+from ml_project.experiment import _log_dataset
+folder, me = Path(sys.argv[1]), sys.argv[2]
+mlflow.set_tracking_uri(f"sqlite:///{folder}/mlflow.db")
+mlflow.set_experiment("churn")
+dataset = types.SimpleNamespace(frame=pd.DataFrame({"x": range(50), "y": [0, 1] * 25}), raw_path=folder / "table.csv", md5="0123456789ab")
+config = types.SimpleNamespace(data=types.SimpleNamespace(target="y"))
+with mlflow.start_run():
+    (folder / f"ready-{me}").touch()
+    while len(list(folder.glob("ready-*"))) < 2: time.sleep(0.001)  # both at the door: then both log at once
+    _log_dataset(mlflow, dataset, config)
+"""
+
+def test_two_runs_logging_the_same_data_at_once_both_record_it(tmp_path):
+    # MLflow checks for the dataset, then inserts it; before the retry the second of two runs failed on the unique key
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    mlflow.create_experiment("churn")  # the tables exist before the race, as `use_mlflow` leaves them
+    script = tmp_path / "log.py"
+    script.write_text(_LOG_THE_SAME_DATA)
+    runs = [subprocess.Popen([sys.executable, str(script), str(tmp_path), me], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True) for me in "ab"]
+    outputs = finish(*runs, timeout=120)
+    assert [r.returncode for r in runs] == [0, 0], "\n-----\n".join(o[-2000:] for o in outputs)
+    logged = mlflow.search_runs(experiment_names=["churn"], output_format="list")
+    assert [[d.dataset.name for d in run.inputs.dataset_inputs] for run in logged] == [["table"], ["table"]]
 
 # --- 5. progress and a correct summary ---
 
