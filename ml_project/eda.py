@@ -35,6 +35,7 @@ def describe_table(frame: pd.DataFrame) -> pd.DataFrame:
                      "top": None if numeric or top.empty else top.iloc[0]})
     return pd.DataFrame(rows).set_index("column")
 
+# %% ../nbs/02_eda.ipynb #5792dec2
 def missing_table(frame: pd.DataFrame) -> pd.DataFrame:
     "Columns with missing values, most missing first."
     counts = frame.isna().sum()
@@ -68,10 +69,12 @@ def numeric_columns(frame: pd.DataFrame, exclude=()) -> list[str]:
     "The number columns of `frame`, except `exclude`."
     return [c for c in frame.select_dtypes("number").columns if c not in exclude]
 
+# %% ../nbs/02_eda.ipynb #8568d88b
 def categorical_columns(frame: pd.DataFrame, exclude=()) -> list[str]:
     "The category and text columns of `frame`, except `exclude`."
     return [c for c in frame.select_dtypes(["category", "object", "string"]).columns if c not in exclude]
 
+# %% ../nbs/02_eda.ipynb #ea97be3a
 def plot_distributions(frame: pd.DataFrame, columns: list[str], hue: str | None = None, ncols: int = 4):
     "Histograms of numeric columns, bar counts of categorical ones and of numbers with at most 5 values (0/1 flags), optionally split by `hue`."
     fig, axes = _grid(len(columns), ncols)
@@ -111,6 +114,7 @@ def target_strength(frame: pd.DataFrame, target: str, task: str, seed: int = 42)
     return pd.DataFrame({"mutual_info": mi, "kind": ["categorical" if d else "numeric" for d in discrete]},
                         index=X.columns).sort_values("mutual_info", ascending=False)
 
+# %% ../nbs/02_eda.ipynb #12724d33
 def plot_target_relationships(frame: pd.DataFrame, target: str, task: str, columns: list[str], positive=None, ncols: int = 4):
     "Classification: the positive rate per level (categorical) or distributions per class (numeric). Regression: the target per level or against the feature."
     fig, axes = _grid(len(columns), ncols)

@@ -43,6 +43,7 @@ def positive_scores(model, X) -> np.ndarray | None:
     proba = model.predict_proba(X)
     return proba[:, 1] if proba.shape[1] == 2 else proba
 
+# %% ../nbs/07_evaluation.ipynb #a7a40cb7
 def choose_threshold(y, scores, metric: str = "f1") -> float:
     "The cut-off on `scores` that maximises `metric` (f1, balanced_accuracy or youden's J) on `(y, scores)`."
     candidates = np.unique(np.quantile(scores, np.linspace(0.01, 0.99, 197)))
@@ -54,6 +55,7 @@ def choose_threshold(y, scores, metric: str = "f1") -> float:
         return tpr + tnr - 1  # Youden's J
     return float(max(candidates, key=value))
 
+# %% ../nbs/07_evaluation.ipynb #240253e9
 def _name(label) -> str:
     "A class label as it can stand in a metric's name (MLflow allows letters, digits and _ - . / and spaces)."
     return re.sub(r"[^A-Za-z0-9_.-]", "_", str(label))
@@ -83,6 +85,7 @@ def classification_metrics(y, scores, threshold: float = 0.5,
             "f1": f1_score(y, pred, zero_division=0), "roc_auc": roc_auc_score(y, scores),
             "pr_auc": average_precision_score(y, scores), "log_loss": log_loss(y, np.clip(scores, 1e-15, 1 - 1e-15))}
 
+# %% ../nbs/07_evaluation.ipynb #5ddbbedb
 def regression_metrics(y, pred) -> dict[str, float]:
     "MSE, RMSE, MAE, R², MAPE, and RMSLE when every value is non-negative."
     out = {"mse": mean_squared_error(y, pred), "rmse": float(np.sqrt(mean_squared_error(y, pred))),
@@ -120,6 +123,7 @@ class Evaluation:
     def report(self) -> str:
         return classification_report(self.y, self.pred, labels=self.codes, target_names=[str(c) for c in self.labels], zero_division=0)
 
+# %% ../nbs/07_evaluation.ipynb #4182e2c5
 def evaluate_model(model, X, y, task: str, X_valid=None, y_valid=None,
                    threshold_metric: str = "f1",  # what the threshold maximises on `(X_valid, y_valid)`
                    threshold: float | None = None,  # a threshold chosen before (a saved model's); then none is chosen
@@ -155,6 +159,7 @@ def plot_roc_pr(ev: Evaluation):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/07_evaluation.ipynb #bbdfcca6
 def plot_confusion(ev: Evaluation):
     "The confusion matrix at the chosen threshold, counts and row shares."
     fig, ax = plt.subplots(figsize=(4.5, 3.8))
@@ -167,6 +172,7 @@ def plot_confusion(ev: Evaluation):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/07_evaluation.ipynb #d8804a68
 def plot_calibration(ev: Evaluation, bins: int = 10):
     "Predicted probability against the observed rate, with the predictions' histogram; one curve per class (one-vs-rest) for more than two."
     fig, (ax, hist) = plt.subplots(2, 1, figsize=(5, 5), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
@@ -183,6 +189,7 @@ def plot_calibration(ev: Evaluation, bins: int = 10):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/07_evaluation.ipynb #9c254df4
 def plot_residuals(ev: Evaluation):
     "Predicted against actual, and residuals against predicted (regression)."
     fig, (ax, res) = plt.subplots(1, 2, figsize=(10, 4))
@@ -200,15 +207,18 @@ def importance_table(model, X, y, scoring: str, repeats: int = 5, seed: int = 42
     return (pd.DataFrame({"importance": result.importances_mean, "std": result.importances_std}, index=X.columns)
             .sort_values("importance", ascending=False))
 
+# %% ../nbs/07_evaluation.ipynb #c65c2285
 def importance_scoring(task: str, n_classes: int = 2) -> str:
     "The score whose drop measures importance: ROC-AUC for classification (one-vs-rest for more than two classes), RMSE for regression."
     if task == "regression": return "neg_root_mean_squared_error"
     return "roc_auc" if n_classes <= 2 else "roc_auc_ovr"
 
+# %% ../nbs/07_evaluation.ipynb #ee3dd40f
 def permutation_repeats(config: ExperimentConfig, settings: Settings) -> int:
     "The config's repeats; one in fast mode (each repeat costs one prediction per column)."
     return 1 if settings.fast else config.evaluation.permutation_repeats
 
+# %% ../nbs/07_evaluation.ipynb #90602dec
 def plot_importance(table: pd.DataFrame, top: int = 15):
     "The `top` features by permutation importance, with their spread over the repeats as error bars."
     fig, ax = plt.subplots(figsize=(6, 0.3 * min(top, len(table)) + 1))
@@ -240,6 +250,7 @@ def worst_predictions(X: pd.DataFrame, ev: Evaluation, n: int = 10) -> pd.DataFr
     if ev.scores is not None and ev.scores.ndim == 1: out.insert(len(out.columns) - 1, "score", ev.scores)
     return out.nlargest(n, "error")
 
+# %% ../nbs/07_evaluation.ipynb #fd3519fb
 def segment_metrics(X: pd.DataFrame, ev: Evaluation, column: str) -> pd.DataFrame:
     "Rows, and the main metrics, for each value of `column`."
     rows = []
@@ -281,6 +292,7 @@ def write_report(ev: Evaluation, X: pd.DataFrame, config: ExperimentConfig, fold
     save("report.md", lambda p: p.write_text("\n".join(lines)))
     return files
 
+# %% ../nbs/07_evaluation.ipynb #ff0f0769
 def evaluate_and_report(model, X_test, y_test, X_valid, y_valid, config: ExperimentConfig, settings: Settings,
                         folder: Path,  # where the report goes
                         threshold: float | None = None,  # binary: a threshold chosen before; default: choose it on the validation split
@@ -302,6 +314,7 @@ class SavedEvaluation:
     metadata: dict
     rows: int
 
+# %% ../nbs/07_evaluation.ipynb #fc80a58e
 def evaluate_saved_model(model: str | Path | ModelRef,  # a folder under models/, or a registry reference (`churn`, `churn:3`)
                          settings: Settings | None = None,
                          out: Path | None = None,  # where the report goes (default: `evaluation/` beside the model)

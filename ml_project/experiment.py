@@ -62,6 +62,7 @@ class TrainResult:
                              "valid": pd.Series({m: self.valid.get(c) for m, c in names.items()}, dtype=float),
                              "test": pd.Series({m: self.test.get(c) for m, c in names.items()}, dtype=float)})
 
+# %% ../nbs/07a_experiment.ipynb #030b52a5
 def _log_inputs(mlflow, config: ExperimentConfig, settings: Settings):
     "What makes the run re-runnable: the config as params and as its file, the lock file."
     mlflow.log_params({k: str(v)[:6000] for k, v in flatten(config_to_dict(config)).items()})
@@ -69,6 +70,7 @@ def _log_inputs(mlflow, config: ExperimentConfig, settings: Settings):
     lock = settings.root / "requirements.lock"
     if lock.is_file(): mlflow.log_artifact(str(lock), "environment")
 
+# %% ../nbs/07a_experiment.ipynb #70af98e4
 def _log_dataset(mlflow, dataset: Dataset, config: ExperimentConfig):
     "The raw table as the run's training input (the UI's Dataset column), named by its file and its MD5."
     logged = mlflow.data.from_pandas(dataset.frame, source=str(dataset.raw_path), targets=config.data.target,
@@ -79,11 +81,13 @@ def _log_dataset(mlflow, dataset: Dataset, config: ExperimentConfig):
         # breaks the unique key. Its second try finds the first's row.
         mlflow.log_input(logged, context="training")
 
+# %% ../nbs/07a_experiment.ipynb #b43cdf74
 def _metrics(folds: pd.DataFrame, valid: dict, test: dict, fit_seconds: float) -> dict[str, float]:
     return {**{f"cv_{m}_mean": float(v) for m, v in folds.mean().items()}, **{f"cv_{m}_std": float(v) for m, v in folds.std(ddof=0).items()},
             **{f"valid_{m}": float(v) for m, v in valid.items()}, **{f"test_{m}": float(v) for m, v in test.items()},
             "fit_seconds": fit_seconds}
 
+# %% ../nbs/07a_experiment.ipynb #99fa0dcb
 def run_experiment(config: ExperimentConfig, settings: Settings | None = None,
                    run_id: str | None = None,  # record into this MLflow run (papermill's)
                    register: bool = True,  # register the model and judge it against the champion
@@ -146,6 +150,7 @@ def run_experiment(config: ExperimentConfig, settings: Settings | None = None,
     return TrainResult(config, model, folds, valid, test.metrics, splits.dataset.md5, folder, run.info.run_id, fit_seconds,
                        splits.rows, registered, promotion)
 
+# %% ../nbs/07a_experiment.ipynb #721d3e5a
 def _register_and_judge(model, config: ExperimentConfig, settings: Settings, splits: Splits, folder: Path,
                         metrics: dict, plan: dict) -> tuple[tuple[str, str], Promotion]:
     "Register the saved model and let the registry compare it with the champion, scoring both by the evaluation's code; withdraw it on failure."
@@ -207,12 +212,14 @@ class NotebookRun:
     folder: Path
     message: str
 
+# %% ../nbs/07a_experiment.ipynb #d13b3ae4
 def _failure(error, notebook: Path) -> str:
     "Name the failing cell: its execution count, first line, and the error."
     first_line = next((l for l in (error.source or "").splitlines() if l.strip() and not l.startswith("#|")), "")
     return (f"{notebook.name}: cell [{error.exec_count}] `{first_line.strip()[:80]}` raised {error.ename}: "
             f"{str(error.evalue).strip()[:500]}")
 
+# %% ../nbs/07a_experiment.ipynb #60db57a8
 def _as_html(notebook: Path) -> Path:
     "The executed notebook as a standalone HTML page beside it (nbconvert's lab template, outputs included)."
     from nbconvert import HTMLExporter
@@ -221,6 +228,7 @@ def _as_html(notebook: Path) -> Path:
     page.write_text(body)
     return page
 
+# %% ../nbs/07a_experiment.ipynb #2f29ffb4
 def run_notebooks(config_file: Path | str, config: ExperimentConfig, settings: Settings, overrides: list[str] = (),
                   notebooks: tuple[str, ...] = EXPERIMENT_NOTEBOOKS,
                   progress: bool = False,  # papermill's progress bar over the cells, on stderr

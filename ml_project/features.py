@@ -53,6 +53,7 @@ def missing_for_domain(domain: str, columns) -> list[str]:
     "The columns `features.domain: <domain>` needs that `columns` lack."
     return [c for c in DOMAIN_REQUIRES.get(domain, []) if c not in columns]
 
+# %% ../nbs/04_features.ipynb #b5596323
 def _require(X, domain: str):
     missing = missing_for_domain(domain, X)
     if missing:
@@ -73,10 +74,12 @@ def churn_columns(X) -> dict:
             "n_services": np.asarray(np.sum(taken, axis=0), dtype="int64") + has_internet, "has_internet": has_internet,
             "avg_monthly_charge": average, "charge_ratio": _floats(X["monthly_charges"]) / np.where(average == 0, np.nan, average)}
 
+# %% ../nbs/04_features.ipynb #01f96a3e
 def churn_features(X: pd.DataFrame) -> pd.DataFrame:
     "Add tenure_band, n_services, has_internet, avg_monthly_charge and charge_ratio (recent vs lifetime bill)."
     return X.assign(**churn_columns(X))
 
+# %% ../nbs/04_features.ipynb #7cf68165
 def ames_columns(X) -> dict:
     "total_sf, total_baths, age_at_sale and years_since_remodel of `X`, a DataFrame or a dict of column arrays."
     _require(X, "ames")
@@ -84,6 +87,7 @@ def ames_columns(X) -> dict:
             "total_baths": X["Full_Bath"] + 0.5 * X["Half_Bath"] + X["Bsmt_Full_Bath"] + 0.5 * X["Bsmt_Half_Bath"],
             "age_at_sale": X["Year_Sold"] - X["Year_Built"], "years_since_remodel": X["Year_Sold"] - X["Year_Remod_Add"]}
 
+# %% ../nbs/04_features.ipynb #f17d73f2
 def ames_features(X: pd.DataFrame) -> pd.DataFrame:
     "Add total floor area, total bathrooms, age and years since remodelling at sale."
     return X.assign(**ames_columns(X))
@@ -100,6 +104,7 @@ def date_features(X: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
         X[f"{c}_year"], X[f"{c}_month"], X[f"{c}_dayofweek"], X[f"{c}_dayofyear"] = d.dt.year, d.dt.month, d.dt.dayofweek, d.dt.dayofyear
     return X
 
+# %% ../nbs/04_features.ipynb #554a45fe
 def text_features(X: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     "Replace each free-text column by its character and word counts."
     X = X.copy()
@@ -194,12 +199,14 @@ def target_classes(y: pd.Series, config: ExperimentConfig) -> list:
         levels = [level for level in levels if level != str(positive)] + [str(positive)]
     return [first_of[level] for level in levels]
 
+# %% ../nbs/04_features.ipynb #f7056ec7
 def encode_target(y: pd.Series, config: ExperimentConfig, classes: list | None = None) -> pd.Series:
     "Classification labels as their code in `classes` (default: `target_classes(y)`); regression targets as float."
     if config.data.task == "regression": return y.astype(float)
     classes = target_classes(y, config) if classes is None else classes
     return y.astype(str).map({str(label): code for code, label in enumerate(classes)}).astype("int64").rename(y.name)
 
+# %% ../nbs/04_features.ipynb #9ded5ba0
 def features_and_target(frame: pd.DataFrame, config: ExperimentConfig, classes: list | None = None) -> tuple[pd.DataFrame, pd.Series]:
     "Split a table into model inputs and the encoded target (binary classification: 1 = `positive_class`)."
     data = config.data
@@ -213,10 +220,12 @@ def stratify_on(config: ExperimentConfig) -> str | None:
     "The column to stratify the split on: the target of a classification config with `split.stratify`, else none."
     return config.data.target if config.split.stratify and config.data.task == "classification" else None
 
+# %% ../nbs/04_features.ipynb #b9f37ec2
 def cv_folds(config: ExperimentConfig, settings: Settings) -> int:
     "The config's folds, or fewer in fast mode."
     return min(config.training.cv_folds, settings.fast_cv_folds) if settings.fast else config.training.cv_folds
 
+# %% ../nbs/04_features.ipynb #36da01dd
 def check_split(frame: pd.DataFrame, config: ExperimentConfig, settings: Settings, where: str):
     "Stop, naming `where`, when these rows cannot be split and cross-validated as the config asks (too few rows, one class, tiny classes)."
     folds, train_share = cv_folds(config, settings), 1 - config.split.test_size - config.split.valid_size
@@ -237,6 +246,7 @@ def check_split(frame: pd.DataFrame, config: ExperimentConfig, settings: Setting
                                   f"{per_class} rows for the stratified split ({sizes}) and {folds}-fold cross-validation: merge rare "
                                   "classes, add rows, or set split.stratify: false")
 
+# %% ../nbs/04_features.ipynb #cbc91f19
 def sample_rows(frame: pd.DataFrame, n: int, target: str | None = None, seed: int = 42) -> pd.DataFrame:
     "At most `n` rows, stratified on `target` when given (fast mode's sample)."
     if len(frame) <= n: return frame
@@ -244,6 +254,7 @@ def sample_rows(frame: pd.DataFrame, n: int, target: str | None = None, seed: in
     sample, _ = train_test_split(frame, train_size=n, stratify=strata, random_state=seed)
     return sample.sort_index()
 
+# %% ../nbs/04_features.ipynb #aa0de568
 def split_data(frame: pd.DataFrame, split: SplitConfig, target: str | None = None, seed: int = 42) -> dict[str, pd.DataFrame]:
     "Seeded train/valid/test split, stratified on `target` when given."
     rest, test = train_test_split(frame, test_size=split.test_size, random_state=seed,
@@ -273,6 +284,7 @@ def write_processed(splits: dict[str, pd.DataFrame], dataset: Dataset, config: E
     path.write_text(json.dumps(manifest, indent=2))
     return path
 
+# %% ../nbs/04_features.ipynb #8767e1b0
 def read_processed(config: ExperimentConfig, settings: Settings, split: str = "train") -> pd.DataFrame:
     "One split written by `write_processed`."
     return pd.read_parquet(settings.processed_dir / settings.for_mode(config.experiment.name) / f"{split}.parquet")
@@ -296,6 +308,7 @@ class Splits:
         "Each split's row labels in the validated table: what a saved model records to find its rows again."
         return {name: X.index.tolist() for name, X in self.X.items()}
 
+# %% ../nbs/04_features.ipynb #dddca63b
 def load_splits(config: ExperimentConfig, settings: Settings | None = None,
                 rows: dict[str, list] | None = None,  # recorded row labels by split: take these, write nothing
                 data_md5: str | None = None,  # the raw data's recorded MD5: refuse other data

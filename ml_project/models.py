@@ -59,6 +59,7 @@ class EarlyStoppingXGBClassifier(_HoldOutForEarlyStopping, XGBClassifier):
         super().__init__(**kwargs)
         self.validation_fraction = validation_fraction
 
+# %% ../nbs/05_models.ipynb #a09beee7
 class EarlyStoppingXGBRegressor(_HoldOutForEarlyStopping, XGBRegressor):
     "`XGBRegressor` that early-stops on a held-out `validation_fraction` of its training rows."
     def __init__(self, *, validation_fraction: float = 0.1, **kwargs):
@@ -102,6 +103,7 @@ def build_estimator(model: ModelConfig, task: str, seed: int = 42):
         estimator = TransformedTargetRegressor(estimator, func=np.log1p, inverse_func=np.expm1, check_inverse=False)
     return estimator
 
+# %% ../nbs/05_models.ipynb #ccc35a5d
 def build_pipeline(config: ExperimentConfig, seed: int = 42) -> Pipeline:
     "Features, preprocessing and the estimator as one pipeline: raw rows in, predictions out."
     # The estimator gets a float array: XGBoost converts a DataFrame for every fit (17 ms of a 150 ms churn fit);
@@ -127,6 +129,7 @@ def _smoke_data(task: str, n_classes: int, seed: int):
     X = rng.normal(size=(60, 4))
     return X, (np.arange(60) % max(n_classes, 2) if task == "classification" else rng.normal(size=60))
 
+# %% ../nbs/05_models.ipynb #47178c78
 def _refusal(estimator, params: dict, task: str, n_classes: int, seed: int) -> str | None:
     "Why `estimator` with `params` cannot be fitted, or None: scikit-learn's parameter checks, else a smoke fit on random rows."
     from sklearn.base import clone
@@ -142,6 +145,7 @@ def _refusal(estimator, params: dict, task: str, n_classes: int, seed: int) -> s
         return f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
     return None
 
+# %% ../nbs/05_models.ipynb #81fa0c45
 def check_config(config: ExperimentConfig, settings) -> list[str]:
     "Every problem that would stop a run of `config`, each naming its key; the data is read no further than its header and target."
     from ml_project.data import RawDataError, acquire, check_csv, raw_file
@@ -198,6 +202,7 @@ def check_config(config: ExperimentConfig, settings) -> list[str]:
             if why: problems.append(f"tuning.search_space.{name}: the model refuses {value!r}: {why}"); break
     return problems
 
+# %% ../nbs/05_models.ipynb #ba29ee65
 def check_configs(configs: list[ExperimentConfig], settings):
     "Check every config before any of them runs; raise one `ConfigError` listing each file's problems."
     from ml_project.config import ConfigError, config_path

@@ -38,12 +38,14 @@ def column_kind(reference: pd.Series) -> str:
     numeric = pd.api.types.is_numeric_dtype(reference) and not pd.api.types.is_bool_dtype(reference)
     return "numeric" if numeric and reference.nunique(dropna=True) > 5 else "categorical"
 
+# %% ../nbs/10_monitoring.ipynb #79ddcac9
 def as_levels(values: pd.Series, numeric: bool) -> pd.Series:
     "Values as category labels; when the reference is numeric, numbers by value (1, 1.0 and '1' are one level)."
     if not numeric: return values.astype(str)
     as_number = pd.to_numeric(values, errors="coerce")
     return as_number.astype(float).astype(str).where(as_number.notna(), values.astype(str))
 
+# %% ../nbs/10_monitoring.ipynb #005e0091
 def level_counts(values: pd.Series, numeric: bool) -> pd.Series:
     "How often each level (`as_levels`) occurs; counted on the raw values first, so only the distinct values are relabelled."
     counts = values.value_counts(dropna=True)
@@ -51,6 +53,7 @@ def level_counts(values: pd.Series, numeric: bool) -> pd.Series:
     if levels.is_unique: return pd.Series(counts.to_numpy(), index=levels.to_numpy())
     return counts.groupby(levels.to_numpy()).sum()  # e.g. 1 and 1.0, or 1 and "1": one level
 
+# %% ../nbs/10_monitoring.ipynb #2a9ee0c6
 def _shares(reference: pd.Series, current: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
     "Counts of each value in both (the union of values), and the reference's shares with empty cells filled as Evidently does."
     numeric = pd.api.types.is_numeric_dtype(reference)
@@ -85,6 +88,7 @@ class ColumnDrift:
     reference_rows: int
     current_rows: int
 
+# %% ../nbs/10_monitoring.ipynb #145055e5
 def column_drift(reference: pd.Series, current: pd.Series,
                  kind: str | None = None,  # default: `column_kind(reference)`
                  p_value: float = P_VALUE,  # drift when a test's p-value is below it (reference of up to 1,000 rows)
@@ -133,6 +137,7 @@ class TableDrift:
     @property
     def drifted_columns(self) -> list[str]: return self.columns.loc[self.columns["drifted"], "column"].tolist()
 
+# %% ../nbs/10_monitoring.ipynb #38f398e0
 def table_drift(reference: pd.DataFrame, current: pd.DataFrame,
                 columns: list[str] | None = None,  # default: the reference's columns
                 drift_share: float = DRIFT_SHARE,  # the table drifted when this share of its columns did
@@ -202,6 +207,7 @@ def metric_interval(y_true, y_score, metric: str = "roc_auc",  # roc_auc takes s
                              confidence_level=confidence, method="percentile", random_state=seed)
     return value, float(result.confidence_interval.low), float(result.confidence_interval.high)
 
+# %% ../nbs/10_monitoring.ipynb #e12c284c
 def decayed(reference: float, value: float, low: float, high: float, metric: str = "roc_auc", max_drop: float = MAX_DROP) -> bool:
     "Worse than the reference by more than `max_drop`, with the interval excluding the reference."
     _, lower_is_better = _metric_function(metric)
@@ -213,6 +219,7 @@ def served_rows(records: pd.DataFrame) -> pd.DataFrame:
     "The records of answered requests (status 200): refused requests carry no inputs or predictions."
     return records[records["status"] == 200] if "status" in records else records
 
+# %% ../nbs/10_monitoring.ipynb #6bb36750
 def service_health(records: pd.DataFrame) -> dict:
     "Requests, rows, latency quantiles (ms, per answered request) and the refused share of the prediction log's `records`."
     status = records["status"] if "status" in records else pd.Series(200, index=records.index)
@@ -260,6 +267,7 @@ class MonitoringReport:
                 "predictions": json.loads(self.prediction_drift.to_json(orient="records")), "performance": self.performance,
                 "health": self.health}
 
+# %% ../nbs/10_monitoring.ipynb #122361ba
 def load_reference(folder: Path) -> tuple[pd.DataFrame, dict]:
     "The reference saved beside a model: its training rows and `reference.json`."
     if not (folder / "reference.json").is_file():
@@ -267,6 +275,7 @@ def load_reference(folder: Path) -> tuple[pd.DataFrame, dict]:
                                 "existed; train it again (`ml-project train -c <config>`)")
     return pd.read_parquet(folder / "reference.parquet"), json.loads((folder / "reference.json").read_text())
 
+# %% ../nbs/10_monitoring.ipynb #7b8224df
 def _current_predictions(current: pd.DataFrame) -> pd.DataFrame:
     "The prediction columns of logged or scored rows, named as in the reference (`prediction`, `probability`)."
     out = {}
@@ -288,6 +297,7 @@ def worth_an_alert(columns: pd.DataFrame, thresholds: Thresholds) -> list[str]:
     "Columns that drifted by their test and moved enough to matter: effect size (PSI, Jensen–Shannon) at or above `feature_effect`."
     return columns.loc[columns["drifted"] & (columns["effect"] >= thresholds.feature_effect), "column"].tolist()
 
+# %% ../nbs/10_monitoring.ipynb #38e0ba1d
 def monitor_rows(folder: Path,  # the model's folder (with its reference), e.g. from `fetch_model`
                  current: pd.DataFrame,  # logged rows (`inputs.<field>` columns) or scored rows (the inputs as columns)
                  labels: pd.Series | None = None,  # the true labels of some current rows, indexed like `current`
@@ -356,6 +366,7 @@ def logged_rows(settings: Settings, name: str, version: str | None = None,
     if last is not None: rows = rows.tail(last)
     return rows.reset_index(drop=True)
 
+# %% ../nbs/10_monitoring.ipynb #e4ea41e2
 def join_labels(rows: pd.DataFrame, labels: pd.DataFrame, target: str, id_column: str | None = None) -> pd.Series:
     "The label of each row that has one (NaN for the others), matched by request id (and row) or by the id column."
     label = target if target in labels else "label"
@@ -432,6 +443,7 @@ def distribution_plots(report: MonitoringReport, top: int = 8):
     figure.tight_layout()
     return figure
 
+# %% ../nbs/10_monitoring.ipynb #601b2da9
 def time_plot(history: pd.DataFrame, drift_share: float = DRIFT_SHARE):
     "Per window: the share of drifted inputs, the drift score of the predicted probabilities and the metric, each with the line that matters."
     import matplotlib.pyplot as plt
@@ -450,6 +462,7 @@ def time_plot(history: pd.DataFrame, drift_share: float = DRIFT_SHARE):
     figure.tight_layout()
     return figure
 
+# %% ../nbs/10_monitoring.ipynb #af169cc2
 def write_monitoring_report(report: MonitoringReport, current: pd.DataFrame, folder: Path) -> tuple[Path, Path]:
     "`report.html` (tables and plots, self-contained) and `summary.json` in `folder`; return both paths."
     import html
@@ -500,6 +513,7 @@ def retrain_reasons(report: MonitoringReport) -> list[str]:
     "The report's alerts that call for retraining: drift of the inputs or predictions, or performance decay."
     return [a for a in report.alerts if a.startswith(RETRAIN_ON)]
 
+# %% ../nbs/10_monitoring.ipynb #dee745ea
 def retraining_config(config: ExperimentConfig, settings: Settings,
                       rows: pd.DataFrame | None = None,  # monitored rows: logged (`inputs.<field>`) or scored
                       labels: pd.Series | None = None,  # their late labels, indexed like `rows`; rows without one are left out

@@ -94,8 +94,10 @@ class PredictionInputError(ValueError):
                           for p in problems[:10])
         super().__init__(f"{len(problems)} problem(s) in the input: {shown}" + (f"; and {len(problems) - 10} more" if len(problems) > 10 else ""))
 
+# %% ../nbs/08a_predictor.ipynb #6f973a45
 def _missing(v) -> bool: return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and v == "")
 
+# %% ../nbs/08a_predictor.ipynb #b9695994
 def _number(v) -> float | None:
     "A value as a finite float, or None when it is not one (a missing value is NaN)."
     if _missing(v): return math.nan
@@ -105,6 +107,7 @@ def _number(v) -> float | None:
     except (ValueError, OverflowError): return None  # not a number, or an integer beyond any float
     return number if math.isfinite(number) else None
 
+# %% ../nbs/08a_predictor.ipynb #b2023222
 def _text(v) -> str | float | None:
     "A category as text (an integer-valued number as its digits, as a CSV holds it), or None when it is not a single value."
     if _missing(v): return math.nan
@@ -114,6 +117,7 @@ def _text(v) -> str | float | None:
     if isinstance(v, (float, np.floating)): return str(int(v)) if float(v).is_integer() else str(float(v))
     return None
 
+# %% ../nbs/08a_predictor.ipynb #587be33b
 _NUMERIC = ("int", "float")
 
 def coerce_column(values, dtype: str,  # the schema's type: int, float, category, str, bool, datetime
@@ -174,12 +178,14 @@ def _to_columns(rows) -> tuple[dict, list]:
         columns[c][:] = [r.get(c, _ABSENT) for r in rows]
     return columns, list(range(len(rows)))
 
+# %% ../nbs/08a_predictor.ipynb #ef20d230
 _ABSENT = "\0absent"  # marks a key that a row of a list lacks
 
 def _some(mask: np.ndarray) -> bool:
     "`mask.any()`, faster for the few rows of a request (a NumPy reduction costs more than a short list)."
     return True in mask.tolist() if len(mask) <= 64 else bool(mask.any())
 
+# %% ../nbs/08a_predictor.ipynb #2443885d
 def _check(predictor: ModelPredictor, columns: dict, index: list) -> tuple[dict, np.ndarray, list[dict], list[str]]:
     "Typed columns, a mask of rows with an error, the errors ({row, field, error}) and warnings about values the model did not see in training."
     n, typed, problems, warnings = len(index), {}, [], []
@@ -256,6 +262,7 @@ class Predictions:
         columns = self._columns()
         return [dict(zip(columns, row)) for row in zip(*(np.asarray(v).tolist() for v in columns.values()))]
 
+# %% ../nbs/08a_predictor.ipynb #9cdcdb14
 def _pipeline_frame(predictor: ModelPredictor, typed: dict, index: list) -> pd.DataFrame:
     "Checked columns as the pipeline's input: categories as pandas categoricals (the training levels, then any new ones), so encoders look up codes."
     columns = {}
@@ -270,6 +277,7 @@ def _pipeline_frame(predictor: ModelPredictor, typed: dict, index: list) -> pd.D
         columns[field] = values
     return pd.DataFrame(columns, index=index)
 
+# %% ../nbs/08a_predictor.ipynb #77d38599
 def _infinite_rows(matrix) -> np.ndarray:
     "Rows of a step's output (DataFrame, array or sparse matrix) holding an infinite number; NaN is a missing value, not an error."
     if sparse.issparse(matrix):
@@ -279,17 +287,20 @@ def _infinite_rows(matrix) -> np.ndarray:
     values = matrix.select_dtypes("floating").to_numpy() if isinstance(matrix, pd.DataFrame) else np.asarray(matrix)
     return np.isinf(values).any(axis=1) if values.dtype.kind == "f" and values.ndim == 2 else np.zeros(len(matrix), bool)
 
+# %% ../nbs/08a_predictor.ipynb #1de93d5d
 def _finite_only(matrix, kept: np.ndarray) -> tuple:
     "`matrix` without its rows holding an infinity (a scikit-learn step refuses them all), and the positions of the rows kept."
     infinite = _infinite_rows(matrix)
     if not _some(infinite): return matrix, kept
     return (matrix[~infinite] if not isinstance(matrix, pd.DataFrame) else matrix.loc[~infinite]), kept[~infinite]
 
+# %% ../nbs/08a_predictor.ipynb #8194908e
 def _largest_number(predictor: ModelPredictor, typed: dict, i: int) -> str | None:
     "The numeric input of row `i` farthest from zero: the likely cause of an overflow."
     sizes = {f: abs(typed[f][i]) for f, spec in predictor.schema.items() if spec["dtype"] in _NUMERIC and not np.isnan(typed[f][i])}
     return max(sizes, key=sizes.get) if sizes else None
 
+# %% ../nbs/08a_predictor.ipynb #06f79c37
 def _predict_columns(predictor: ModelPredictor, columns: dict, index: list, on_error: str = "raise", inputs: dict | None = None) -> Predictions:
     "Check and score rows given as column arrays; with `inputs`, fill it with the scored rows' checked columns."
     if on_error not in ("raise", "reject"): raise ValueError(f"on_error must be 'raise' or 'reject', not {on_error!r}")
@@ -330,6 +341,7 @@ def _predict_columns(predictor: ModelPredictor, columns: dict, index: list, on_e
         else: out.labels = labels[scores.argmax(axis=1)]
     return out
 
+# %% ../nbs/08a_predictor.ipynb #cb8367b7
 @patch
 def predict(self: ModelPredictor,
             rows,  # a DataFrame, a dict (one row) or a list of dicts
@@ -355,6 +367,7 @@ class BatchSummary:
         return (f"scored {self.scored:,} of {self.rows:,} rows in {self.seconds:.1f}s ({rate:,.0f} rows/s) -> {self.output}; "
                 f"{self.rejected:,} rejected -> {self.rejects}")
 
+# %% ../nbs/08a_predictor.ipynb #b8d874de
 def _batches(path: Path, chunk_rows: int):
     "Arrow record batches of about `chunk_rows` rows, and a progress unit count for each; CSV columns come as text."
     import pyarrow.csv as pacsv
@@ -371,6 +384,7 @@ def _batches(path: Path, chunk_rows: int):
                                 convert_options=pacsv.ConvertOptions(column_types={c: "string" for c in header}, strings_can_be_null=True))
         for batch in reader: yield batch, batch.nbytes
 
+# %% ../nbs/08a_predictor.ipynb #9f6f7011
 def _columns_of(batch, schema: dict) -> dict:
     "A batch's columns for the predictor, converted in Arrow: text to numbers where every value is one (else left to the predictor, which names the bad ones), categories dictionary-encoded."
     import pyarrow as pa
@@ -387,6 +401,7 @@ def _columns_of(batch, schema: dict) -> dict:
             out[name] = column.to_numpy(zero_copy_only=False)
     return out
 
+# %% ../nbs/08a_predictor.ipynb #ac001919
 def _prefetched(items):
     "The items of an iterator, each next one made in a thread while the caller works on this one (reading overlaps scoring)."
     from concurrent.futures import ThreadPoolExecutor
@@ -397,6 +412,7 @@ def _prefetched(items):
             coming = thread.submit(next, items, None)
             yield item
 
+# %% ../nbs/08a_predictor.ipynb #10ef794c
 def _score_batch(predictor: ModelPredictor, batch, first: int, id_column: str | None, keep_inputs: bool):
     "Score one batch whose first row is data row `first` of the file: an Arrow table of scored rows (or None), the rejects as CSV rows, the warnings."
     import pyarrow as pa
@@ -413,6 +429,7 @@ def _score_batch(predictor: ModelPredictor, batch, first: int, id_column: str | 
     return pa.table({c: v if isinstance(v, (pa.Array, pa.ChunkedArray)) else pa.array(v).dictionary_decode()
                      if isinstance(v, pd.Categorical) else pa.array(v, from_pandas=True) for c, v in table.items()}), rejects, result.warnings
 
+# %% ../nbs/08a_predictor.ipynb #52e43bb9
 def score_file(predictor: ModelPredictor,
                input: str | Path,  # a .csv or .parquet file
                output: str | Path,  # the scored rows, Parquet

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from fastcore.basics import patch
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.compose import ColumnTransformer, make_column_selector
 from sklearn.impute import SimpleImputer
@@ -58,6 +59,7 @@ def _level_counts(column: pd.Series) -> tuple[dict, int]:
     missing = counts.index.isna()
     return dict(zip(counts.index[~missing], counts[~missing].tolist())), int(counts[missing].sum())
 
+# %% ../nbs/03_preprocessing.ipynb #bc545943
 class PandasOneHotEncoder(TransformerMixin, BaseEstimator):
     """`OneHotEncoder(sparse_output=False)`'s output and feature names, computed from pandas category codes.
 
@@ -99,74 +101,6 @@ class PandasOneHotEncoder(TransformerMixin, BaseEstimator):
         self._row_lookups_cache = None  # `transform_rows`' dicts, built on first use from this fit
         return self
 
-    def _slots(self):
-        "Per input column: the output column of each level (infrequent ones share the last), of an unseen level (-1: none), and of a missing value."
-        start, slots = 0, []
-        for levels, infrequent in zip(self.categories_, self._kept):
-            n_frequent = int((~infrequent).sum())
-            position = start + np.where(~infrequent, np.cumsum(~infrequent) - 1, n_frequent)
-            unseen = start + n_frequent if infrequent.any() else -1
-            missing = position[-1] if len(levels) and pd.isna(levels[-1]) else unseen
-            slots.append((position, unseen, missing))
-            start += n_frequent + int(infrequent.any())
-        return slots, start
-
-    def _targets(self, values, j: int, slots) -> np.ndarray:
-        "The output column of each value of input column `j` (-1: none); a missing value counts as unseen here."
-        position, unseen, _ = slots
-        levels = self.categories_[j]
-        known = pd.Index(levels[:-1] if len(levels) and pd.isna(levels[-1]) else levels, dtype=object)
-        at = known.get_indexer(np.asarray(values, dtype=object))
-        return np.where(at >= 0, position[at], unseen)
-
-    def _lookup(self, column: pd.Series, j: int, slots) -> np.ndarray:
-        "For a pandas categorical column: the output column of each category code, the last entry for code -1 (missing)."
-        return np.append(self._targets(column.cat.categories, j, slots), slots[2])
-
-    def _column_targets(self, column: pd.Series, j: int, slots, cached) -> np.ndarray:
-        "Each row's slot for input column `j`: its level's, an unseen level's or a missing value's (see `_slots`)."
-        if isinstance(column.dtype, pd.CategoricalDtype):
-            lookup = cached[1] if cached is not None and column.dtype == cached[0] else self._lookup(column, j, slots)
-            return lookup[column.cat.codes.to_numpy()]
-        target = self._targets(column, j, slots)
-        target[column.isna().to_numpy()] = slots[2]
-        return target
-
-    def transform(self, X):
-        check_is_fitted(self, "categories_")
-        X = self._frame(X, reset=False)
-        slots, width = self._slots()
-        out = np.zeros((X.shape[0], width))
-        rows = np.arange(X.shape[0])
-        for j, ((_, column), cached) in enumerate(zip(X.items(), self._lookups)):
-            target = self._column_targets(column, j, slots[j], cached)
-            hit = target >= 0
-            out[rows[hit], target[hit]] = 1.0
-        return out
-
-    def _row_lookups(self) -> tuple[list[tuple[dict, float, float]], int]:
-        "Per input column: a dict from level to slot, the slot of an unseen level and of a missing value; and the output width (built once)."
-        if getattr(self, "_row_lookups_cache", None) is None:
-            slots, width = self._slots()
-            self._row_lookups_cache = ([({level: position[i] for i, level in enumerate(levels) if not pd.isna(level)}, unseen, missing)
-                                        for levels, (position, unseen, missing) in zip(self.categories_, slots)], width)
-        return self._row_lookups_cache
-
-    def row_slots(self, columns: list[np.ndarray]) -> np.ndarray:
-        "Each row's slot (rows × input columns) for a few rows given as one array per input column, by dict lookups."
-        lookups, _ = self._row_lookups()
-        slots = [[missing if v is None or v != v else table.get(v, unseen) for v in values]  # v != v: NaN
-                 for values, (table, unseen, missing) in zip(columns, lookups)]
-        return np.array(slots, dtype=float).T.reshape(-1, len(lookups))
-
-    def transform_rows(self, columns: list[np.ndarray]) -> np.ndarray:
-        "`transform` for a few rows, one array per input column, without building a DataFrame: the predictor's fast path."
-        slots = self.row_slots(columns)
-        out = np.zeros((slots.shape[0], self._row_lookups()[1]))
-        rows, cols = np.nonzero(slots >= 0)
-        out[rows, slots[rows, cols].astype(int)] = 1.0
-        return out
-
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "categories_")
         if input_features is None:
@@ -181,6 +115,85 @@ class PandasOneHotEncoder(TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = tags.input_tags.categorical = tags.input_tags.string = True
         return tags
+
+# %% ../nbs/03_preprocessing.ipynb #3fee2145
+@patch
+def _slots(self: PandasOneHotEncoder):
+    "Per input column: the output column of each level (infrequent ones share the last), of an unseen level (-1: none), and of a missing value."
+    start, slots = 0, []
+    for levels, infrequent in zip(self.categories_, self._kept):
+        n_frequent = int((~infrequent).sum())
+        position = start + np.where(~infrequent, np.cumsum(~infrequent) - 1, n_frequent)
+        unseen = start + n_frequent if infrequent.any() else -1
+        missing = position[-1] if len(levels) and pd.isna(levels[-1]) else unseen
+        slots.append((position, unseen, missing))
+        start += n_frequent + int(infrequent.any())
+    return slots, start
+
+@patch
+def _targets(self: PandasOneHotEncoder, values, j: int, slots) -> np.ndarray:
+    "The output column of each value of input column `j` (-1: none); a missing value counts as unseen here."
+    position, unseen, _ = slots
+    levels = self.categories_[j]
+    known = pd.Index(levels[:-1] if len(levels) and pd.isna(levels[-1]) else levels, dtype=object)
+    at = known.get_indexer(np.asarray(values, dtype=object))
+    return np.where(at >= 0, position[at], unseen)
+
+@patch
+def _lookup(self: PandasOneHotEncoder, column: pd.Series, j: int, slots) -> np.ndarray:
+    "For a pandas categorical column: the output column of each category code, the last entry for code -1 (missing)."
+    return np.append(self._targets(column.cat.categories, j, slots), slots[2])
+
+@patch
+def _column_targets(self: PandasOneHotEncoder, column: pd.Series, j: int, slots, cached) -> np.ndarray:
+    "Each row's slot for input column `j`: its level's, an unseen level's or a missing value's (see `_slots`)."
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        lookup = cached[1] if cached is not None and column.dtype == cached[0] else self._lookup(column, j, slots)
+        return lookup[column.cat.codes.to_numpy()]
+    target = self._targets(column, j, slots)
+    target[column.isna().to_numpy()] = slots[2]
+    return target
+
+@patch
+def transform(self: PandasOneHotEncoder, X):
+    "The one-hot columns of `X`: a 1 in the slot of each value, as `OneHotEncoder` would give."
+    check_is_fitted(self, "categories_")
+    X = self._frame(X, reset=False)
+    slots, width = self._slots()
+    out = np.zeros((X.shape[0], width))
+    rows = np.arange(X.shape[0])
+    for j, ((_, column), cached) in enumerate(zip(X.items(), self._lookups)):
+        target = self._column_targets(column, j, slots[j], cached)
+        hit = target >= 0
+        out[rows[hit], target[hit]] = 1.0
+    return out
+
+# %% ../nbs/03_preprocessing.ipynb #b749a04a
+@patch
+def _row_lookups(self: PandasOneHotEncoder) -> tuple[list[tuple[dict, float, float]], int]:
+    "Per input column: a dict from level to slot, the slot of an unseen level and of a missing value; and the output width (built once)."
+    if getattr(self, "_row_lookups_cache", None) is None:
+        slots, width = self._slots()
+        self._row_lookups_cache = ([({level: position[i] for i, level in enumerate(levels) if not pd.isna(level)}, unseen, missing)
+                                    for levels, (position, unseen, missing) in zip(self.categories_, slots)], width)
+    return self._row_lookups_cache
+
+@patch
+def row_slots(self: PandasOneHotEncoder, columns: list[np.ndarray]) -> np.ndarray:
+    "Each row's slot (rows × input columns) for a few rows given as one array per input column, by dict lookups."
+    lookups, _ = self._row_lookups()
+    slots = [[missing if v is None or v != v else table.get(v, unseen) for v in values]  # v != v: NaN
+             for values, (table, unseen, missing) in zip(columns, lookups)]
+    return np.array(slots, dtype=float).T.reshape(-1, len(lookups))
+
+@patch
+def transform_rows(self: PandasOneHotEncoder, columns: list[np.ndarray]) -> np.ndarray:
+    "`transform` for a few rows, one array per input column, without building a DataFrame: the predictor's fast path."
+    slots = self.row_slots(columns)
+    out = np.zeros((slots.shape[0], self._row_lookups()[1]))
+    rows, cols = np.nonzero(slots >= 0)
+    out[rows, slots[rows, cols].astype(int)] = 1.0
+    return out
 
 # %% ../nbs/03_preprocessing.ipynb #5dfbb53a
 class PandasOrdinalEncoder(OneToOneFeatureMixin, PandasOneHotEncoder):
@@ -225,6 +238,7 @@ def numeric_steps(cfg: PreprocessingConfig) -> Pipeline:
     if cfg.scaling != "none": steps.append(("scale", _SCALERS[cfg.scaling]()))
     return Pipeline(steps)
 
+# %% ../nbs/03_preprocessing.ipynb #18ce6de8
 def categorical_steps(cfg: PreprocessingConfig) -> Pipeline:
     "Encode categories; a missing value is its own category (`constant`) or the most frequent one."
     if cfg.encoding == "onehot":
@@ -235,6 +249,7 @@ def categorical_steps(cfg: PreprocessingConfig) -> Pipeline:
     impute = SimpleImputer(strategy="most_frequent", keep_empty_features=True)
     return Pipeline([("as_str", FunctionTransformer(_as_str, feature_names_out="one-to-one")), ("impute", impute), ("encode", encode)])
 
+# %% ../nbs/03_preprocessing.ipynb #607de362
 def build_preprocessor(cfg: PreprocessingConfig, features: FeaturesConfig | None = None) -> ColumnTransformer:
     "Impute, clip, scale numeric columns; impute and encode categorical ones; pandas output with feature names."
     features = features or FeaturesConfig()

@@ -46,18 +46,22 @@ __all__ = ['log', 'REFERENCE_ROWS', 'HEARTBEAT_SECONDS', 'MLFLOW_MODEL_CODE', 'M
 class ModelIntegrityError(RuntimeError):
     "A model file is outside `models/`, lacks its metadata, or does not match its recorded hash."
 
+# %% ../nbs/06a_registry.ipynb #83541849
 def problem_name(config: ExperimentConfig) -> str:
     "The problem a config belongs to: `experiment.problem`, else the data's name. It names the MLflow experiment and the registered model."
     return config.experiment.problem or data_name(config.data)
 
+# %% ../nbs/06a_registry.ipynb #e0f5b360
 def registered_name(config: ExperimentConfig, settings: Settings) -> str:
     "The registered model of the config's problem in this mode (`churn`, or `churn__fast` in fast mode)."
     return settings.for_mode(problem_name(config))
 
+# %% ../nbs/06a_registry.ipynb #759ca463
 def model_dir(config: ExperimentConfig, settings: Settings) -> Path:
     "`models/<experiment>`; fast-mode models go beside it (`<experiment>__fast`) so they never replace a careful one."
     return settings.models_dir / settings.for_mode(config.experiment.name)
 
+# %% ../nbs/06a_registry.ipynb #4ac59358
 def input_schema(splits: Splits) -> dict[str, dict]:
     "Each model input's declared type (and nullability, range, levels) from the training schema, in the model's column order."
     declared = splits.dataset.schema.columns if splits.dataset.schema else {}
@@ -78,6 +82,7 @@ def git_state(root: Path) -> dict[str, str]:
     if commit is None: return {}
     return {"git_commit": commit, "git_dirty": str(bool(git("status", "--porcelain", "--untracked-files=no")))}
 
+# %% ../nbs/06a_registry.ipynb #f34cb80f
 def _write_atomically(path: Path, write: Callable[[Path], None]):
     "Write through a temporary file in the same folder, then rename: a reader never sees half a file."
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -87,6 +92,7 @@ def _write_atomically(path: Path, write: Callable[[Path], None]):
     finally:
         if os.path.exists(tmp): os.unlink(tmp)
 
+# %% ../nbs/06a_registry.ipynb #988d8af3
 REFERENCE_ROWS = 20_000  # training rows kept as monitoring's reference (a seeded sample beyond that)
 
 def _profile(column: pd.Series) -> dict:
@@ -102,6 +108,7 @@ def _profile(column: pd.Series) -> dict:
         out["frequencies"] = {str(k): float(v) for k, v in present.astype(str).value_counts(normalize=True).head(100).items()}
     return out
 
+# %% ../nbs/06a_registry.ipynb #89b7e691
 def write_reference(model: Pipeline, splits: Splits, folder: Path, threshold: float | None = None, seed: int = 42):
     """What monitoring compares new rows with: `reference.parquet`, the training rows (a seeded sample of at most
     `REFERENCE_ROWS`), and `reference.json`, each input's profile and the model's predictions on the validation split."""
@@ -123,6 +130,7 @@ def write_reference(model: Pipeline, splits: Splits, folder: Path, threshold: fl
                  "validation_predictions": predictions}
     _write_atomically(folder / "reference.json", lambda p: p.write_text(json.dumps(reference)))
 
+# %% ../nbs/06a_registry.ipynb #c3d2f1c8
 def save_model(model: Pipeline, config: ExperimentConfig, settings: Settings,
                splits: Splits,  # the data the model was trained on: its schema, labels and rows are recorded
                metrics: dict[str, float],  # CV, validation and test metrics
@@ -175,6 +183,7 @@ def load_model(path: Path | str,  # a model's folder (or its model.joblib), rela
         raise ModelIntegrityError(f"{artefact} does not match its recorded hash: recorded sha256 {metadata['sha256']}, file sha256 {actual}; not loaded")
     return joblib.load(artefact), metadata
 
+# %% ../nbs/06a_registry.ipynb #b2e08ad5
 def publish_model(staging: Path, folder: Path):
     "Move a model saved in `staging` to `folder`, replacing what was there only now (when the run that made it has finished)."
     old = folder.with_name(f".{folder.name}.replaced-{os.getpid()}")
@@ -182,6 +191,7 @@ def publish_model(staging: Path, folder: Path):
     os.replace(staging, folder)
     shutil.rmtree(old, ignore_errors=True)
 
+# %% ../nbs/06a_registry.ipynb #83b5e892
 def recorded_rows(folder: Path) -> dict[str, list]:
     "The row labels of each split the model in `folder` was trained and evaluated on."
     path = Path(folder) / "splits.json"
@@ -212,6 +222,7 @@ def use_mlflow(settings: Settings, experiment: str):
     mlflow.set_experiment(experiment)
     return mlflow
 
+# %% ../nbs/06a_registry.ipynb #0d4ced66
 HEARTBEAT_SECONDS = 30  # a RUNNING run whose heartbeat is three intervals old has lost its process
 
 def _alive(pid: int) -> bool:
@@ -239,6 +250,7 @@ def fail_orphaned_runs(settings: Settings, experiment: str) -> list[str]:
     if closed: log.warning("MLflow runs %s were left RUNNING by a process that is gone: marked FAILED", closed)
     return closed
 
+# %% ../nbs/06a_registry.ipynb #7723faf4
 @contextlib.contextmanager
 def _heartbeat(settings: Settings, run_id: str):
     "Tag the run with this process and a heartbeat refreshed every `HEARTBEAT_SECONDS`, so a run left behind by a killed process can be told apart."
@@ -308,6 +320,7 @@ def check_selection_metric(config: ExperimentConfig, settings: Settings):
                           f"{config.experiment.name} says experiment.selection_metric {metric}: make them agree, "
                           "or give this experiment another experiment.problem")
 
+# %% ../nbs/06a_registry.ipynb #eafa69fa
 def _plain(example: pd.DataFrame | None) -> pd.DataFrame | None:
     "Example rows as a client sends them: categories as text, not a pandas categorical."
     return None if example is None else example.astype({c: object for c in example.select_dtypes("category").columns})
@@ -345,6 +358,7 @@ def withdraw_version(name: str, version: str, settings: Settings):
     from mlflow.tracking import MlflowClient
     with contextlib.suppress(Exception): MlflowClient(settings.mlflow_tracking_uri).delete_model_version(name, version)
 
+# %% ../nbs/06a_registry.ipynb #a0dfcae4
 def current_champion(name: str, settings: Settings) -> str | None:
     "The version the `champion` alias of `name` points at now, or None."
     from mlflow.tracking import MlflowClient
@@ -364,6 +378,7 @@ class ModelRef:
         if self.path is not None: return str(self.path)
         return f"{self.name}:{self.version}" if self.version else f"{self.name}@{self.alias}"
 
+# %% ../nbs/06a_registry.ipynb #8c30d1f7
 def parse_model_ref(ref: str | Path, settings: Settings) -> ModelRef:
     "`churn` (its champion), `churn@<alias>`, `churn:<version>`, or a folder (absolute, or from the project root)."
     text = str(ref)
@@ -431,15 +446,18 @@ class Promotion:
     rows: int = 0
     reason: str = ""
 
+# %% ../nbs/06a_registry.ipynb #e8c086b2
 def better(metric: str, challenger: float, champion: float) -> bool:
     "Strictly better on `metric` (lower for losses and errors); a tie is not better."
     return challenger < champion if lower_is_better(metric) else challenger > champion
 
+# %% ../nbs/06a_registry.ipynb #f62e0a2a
 def _cv_mean(metrics: dict, metric: str) -> float | None:
     "The CV mean of `metric` among a run's metrics (the seed's configs call ROC-AUC `auc`)."
     keys = [f"cv_{metric}_mean"] + (["cv_auc_mean"] if metric == "roc_auc" else [])
     return next((metrics[k] for k in keys if k in metrics), None)
 
+# %% ../nbs/06a_registry.ipynb #24a710aa
 def _judge(name: str, held: str, client, settings: Settings, challenger: dict, score_champion) -> Promotion:
     "Compare the challenger with champion version `held` on CV means (same folds) or on the challenger's validation rows."
     metric, metrics, version = challenger["selection_metric"], challenger["metrics"], challenger["version"]
@@ -460,6 +478,7 @@ def _judge(name: str, held: str, client, settings: Settings, challenger: dict, s
                          f"champion v{held} cannot be scored on the validation rows ({type(error).__name__}: {error})"[:1000])
     return Promotion(version, better(metric, ours, theirs), metric, "validation", ours, theirs, held, rows)
 
+# %% ../nbs/06a_registry.ipynb #377b9309
 def promote(name: str, settings: Settings,
             challenger: dict,  # the new version's metadata (`save_model`'s) with its registry `version`
             score_champion: Callable[[Pipeline, dict], float] | None = None,  # scores a loaded champion on the challenger's validation split
@@ -474,6 +493,7 @@ def promote(name: str, settings: Settings,
         decision = _decide(name, version, client, settings, challenger, score_champion)
     return decision
 
+# %% ../nbs/06a_registry.ipynb #b6db5cb4
 def _decide(name: str, version: str, client, settings: Settings, challenger: dict, score_champion) -> Promotion:
     "The decision for `version` against the current champion, tagged on the version and applied to the aliases."
     try: held = client.get_model_version_by_alias(name, "champion").version

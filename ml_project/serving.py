@@ -32,6 +32,7 @@ import numpy as np
 import orjson
 import pandas as pd
 from fastapi import FastAPI, Request
+from fastcore.basics import patch
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
@@ -65,6 +66,7 @@ def row_model(schema: dict, example: dict | None = None) -> type:
     extra = {"examples": [example]} if example else None
     return with_config(ConfigDict(extra="forbid", json_schema_extra=extra))(TypedDict("Row", fields))
 
+# %% ../nbs/09_serving.ipynb #f96ceb1b
 def example_row(predictor: ModelPredictor) -> dict:
     "A row of the model's training data (recorded when it was saved), or one made from its schema for a model saved before that."
     recorded = predictor.metadata.get("example")
@@ -72,6 +74,7 @@ def example_row(predictor: ModelPredictor) -> dict:
     made = {"int": 0, "float": 0.0, "str": "", "bool": False, "datetime": "2024-01-01"}
     return {name: spec["allowed"][0] if spec.get("allowed") else spec.get("min", made[spec["dtype"]]) for name, spec in predictor.schema.items()}
 
+# %% ../nbs/09_serving.ipynb #3cc78d32
 def batch_model(row: type, max_rows: int) -> type:
     "A request of 1 to `max_rows` rows."
     rows = Annotated[list[row], Field(min_length=1, max_length=max_rows, description=f"1 to {max_rows} rows")]
@@ -87,10 +90,12 @@ class ApiKey:
     roles: frozenset
     digest: str
 
+# %% ../nbs/09_serving.ipynb #5d6a1724
 def key_digest(key: str) -> str:
     "What the keys file stores for a key: its SHA-256, never the key."
     return hashlib.sha256(key.encode()).hexdigest()
 
+# %% ../nbs/09_serving.ipynb #3faafc28
 def parse_api_keys(text: str, where: str) -> list[ApiKey]:
     "Lines of `<key id> <roles, comma-separated> <sha256 hex>`; blank lines and # comments skipped."
     keys = []
@@ -103,6 +108,7 @@ def parse_api_keys(text: str, where: str) -> list[ApiKey]:
         keys.append(ApiKey(parts[0], frozenset(roles), parts[2].lower()))
     return keys
 
+# %% ../nbs/09_serving.ipynb #c094e5d0
 def load_api_keys(settings: Settings) -> list[ApiKey]:
     "The service's keys from `settings.api_keys` (`file:<path>` or `env:<VARIABLE>`); none when it is empty."
     spec = settings.api_keys.strip()
@@ -117,6 +123,7 @@ def load_api_keys(settings: Settings) -> list[ApiKey]:
         return parse_api_keys(os.environ[where], f"${where}")
     raise ConfigError(f"api_keys must be 'file:<path>' or 'env:<VARIABLE>', got {spec!r}")
 
+# %% ../nbs/09_serving.ipynb #cf4eb2c9
 def add_api_key(path: Path, key_id: str, roles: list[str]) -> str:
     "Make a new key, store its hash as a line of `path` (created owner-only), and return the key: it is shown only this once."
     if not set(roles) <= set(ROLES): raise ValueError(f"roles must be among {ROLES}, got {roles}")
@@ -127,6 +134,7 @@ def add_api_key(path: Path, key_id: str, roles: list[str]) -> str:
     with os.fdopen(fd, "a") as f: f.write(f"{key_id} {','.join(roles)} {key_digest(key)}\n")
     return key
 
+# %% ../nbs/09_serving.ipynb #10ed0c3b
 def authenticate(keys: list[ApiKey], header: str | None) -> ApiKey | None:
     "The stored key an `Authorization: Bearer` header presents, or None; every stored hash is compared, in constant time."
     if not header or not header.startswith("Bearer "): return None
@@ -204,6 +212,7 @@ class PredictionLog:
         self.flush()
         if self._file is not None: self._file.close(); self._file = None
 
+# %% ../nbs/09_serving.ipynb #b902c4cf
 def _read_log_file(path: Path) -> pd.DataFrame:
     "One log file as a flat table: Arrow's JSON reader (fast), or line by line when a line is damaged (a kill cut it short)."
     import io
@@ -251,6 +260,7 @@ def metrics() -> dict:
             errors=Counter("mlp_errors_total", "Errors by kind", ["kind"]))
     return _METRICS
 
+# %% ../nbs/09_serving.ipynb #edce75fc
 def metrics_text() -> bytes:
     "Prometheus' text format: this process's metrics, or every worker's when they share a folder."
     from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
@@ -261,6 +271,7 @@ def metrics_text() -> bytes:
         return generate_latest(registry)
     return generate_latest(REGISTRY)
 
+# %% ../nbs/09_serving.ipynb #4ae03eca
 def observe_many(histogram, values):
     "`histogram.observe` for each of `values` (NaN skipped), as one increment per bucket: a 1,000-row request costs one call, not 1,000."
     values = np.asarray(values, dtype=float)
@@ -339,67 +350,72 @@ class Service:
             log.warning("now serving %s v%s (was v%s)", fresh.name, fresh.version, old.version)
             return True
 
-    def allowed(self, request: Request, role: str):
-        "The key for `role` (None when no keys are configured), or an error response: 401 without a valid key, 403 without the role."
-        if not self.keys: return None, None
-        key = authenticate(self.keys, request.headers.get("authorization"))
-        if key is None:
-            return None, JSONResponse({"detail": "a valid API key is needed: Authorization: Bearer <key>"}, 401, {"WWW-Authenticate": "Bearer"})
-        if role not in key.roles: return None, JSONResponse({"detail": f"key '{key.key_id}' lacks the role '{role}'"}, 403)
-        return key, None
+# %% ../nbs/09_serving.ipynb #03a47979
+@patch
+def allowed(self: Service, request: Request, role: str):
+    "The key for `role` (None when no keys are configured), or an error response: 401 without a valid key, 403 without the role."
+    if not self.keys: return None, None
+    key = authenticate(self.keys, request.headers.get("authorization"))
+    if key is None:
+        return None, JSONResponse({"detail": "a valid API key is needed: Authorization: Bearer <key>"}, 401, {"WWW-Authenticate": "Bearer"})
+    if role not in key.roles: return None, JSONResponse({"detail": f"key '{key.key_id}' lacks the role '{role}'"}, 403)
+    return key, None
 
-    async def predict(self, request: Request) -> Response:
-        "Check the body, predict, log each row; per-field 422, 413 over the row limit. A refused request is logged too (one record, no inputs)."
-        started, request_id = time.perf_counter(), request.state.request_id
-        key, refused = self.allowed(request, "predict")
-        if refused: return refused  # no key, no model: Prometheus counts these, the log keeps the model's traffic
-        served = self.served  # this request uses one model, whatever a reload does meanwhile
+@patch
+async def predict(self: Service, request: Request) -> Response:
+    "Check the body, predict, log each row; per-field 422, 413 over the row limit. A refused request is logged too (one record, no inputs)."
+    started, request_id = time.perf_counter(), request.state.request_id
+    key, refused = self.allowed(request, "predict")
+    if refused: return refused  # no key, no model: Prometheus counts these, the log keeps the model's traffic
+    served = self.served  # this request uses one model, whatever a reload does meanwhile
 
-        def refuse(status: int, errors: list) -> Response:
-            p = served.predictor  # the record says which model turned the request down, and why, for `monitor`'s error share
-            self.log.write([{"request_id": request_id, "time": datetime.now(timezone.utc).isoformat(), "key_id": key.key_id if key else None,
-                             "model": p.name, "version": p.version, "latency_ms": (time.perf_counter() - started) * 1000,
-                             "status": status, "error": errors[0]["msg"][:200]}])
-            return _problem(status, errors, request_id)
+    def refuse(status: int, errors: list) -> Response:
+        p = served.predictor  # the record says which model turned the request down, and why, for `monitor`'s error share
+        self.log.write([{"request_id": request_id, "time": datetime.now(timezone.utc).isoformat(), "key_id": key.key_id if key else None,
+                         "model": p.name, "version": p.version, "latency_ms": (time.perf_counter() - started) * 1000,
+                         "status": status, "error": errors[0]["msg"][:200]}])
+        return _problem(status, errors, request_id)
 
-        try: payload = orjson.loads(await request.body())
-        except orjson.JSONDecodeError as e: return refuse(422, [{"loc": ["body"], "msg": f"malformed JSON: {e}", "type": "json_invalid"}])
-        single = isinstance(payload, dict) and "rows" not in payload  # one row, as a bare object
-        try: inputs = [served.single.validate_python(payload)] if single else served.batch.validate_python(payload)["rows"]
-        except ValidationError as error:
-            detail = _detail(error, ("body",))
-            too_many = any(e["type"] == "too_long" and e["loc"][:2] == ["body", "rows"] for e in detail)
-            return refuse(413 if too_many else 422, detail)
-        try: result = served.predictor.predict(inputs)
-        except PredictionInputError as error:  # the schema passed, the predictor did not: still the client's rows
-            return refuse(422, [{"loc": ["body", "rows", p["row"], p["field"]], "msg": p["error"], "type": "value_error"}
-                                for p in error.problems])
-        outputs = result.to_records()
-        latency = (time.perf_counter() - started) * 1000
-        p = served.predictor
-        now = datetime.now(timezone.utc).isoformat()
-        self.log.write([{"request_id": request_id, "row": i, "time": now, "key_id": key.key_id if key else None, "model": p.name,
-                         "version": p.version, "latency_ms": latency, "status": 200, "inputs": x, "outputs": y} for i, (x, y) in enumerate(zip(inputs, outputs))])
-        self._count(p, result)
-        body = {"request_id": request_id, "model": p.name, "version": p.version, "threshold": result.threshold,
-                "predictions": outputs, "warnings": result.warnings}
-        return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json",
-                        headers={"X-Request-ID": request_id})
+    try: payload = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as e: return refuse(422, [{"loc": ["body"], "msg": f"malformed JSON: {e}", "type": "json_invalid"}])
+    single = isinstance(payload, dict) and "rows" not in payload  # one row, as a bare object
+    try: inputs = [served.single.validate_python(payload)] if single else served.batch.validate_python(payload)["rows"]
+    except ValidationError as error:
+        detail = _detail(error, ("body",))
+        too_many = any(e["type"] == "too_long" and e["loc"][:2] == ["body", "rows"] for e in detail)
+        return refuse(413 if too_many else 422, detail)
+    try: result = served.predictor.predict(inputs)
+    except PredictionInputError as error:  # the schema passed, the predictor did not: still the client's rows
+        return refuse(422, [{"loc": ["body", "rows", p["row"], p["field"]], "msg": p["error"], "type": "value_error"}
+                            for p in error.problems])
+    outputs = result.to_records()
+    latency = (time.perf_counter() - started) * 1000
+    p = served.predictor
+    now = datetime.now(timezone.utc).isoformat()
+    self.log.write([{"request_id": request_id, "row": i, "time": now, "key_id": key.key_id if key else None, "model": p.name,
+                     "version": p.version, "latency_ms": latency, "status": 200, "inputs": x, "outputs": y} for i, (x, y) in enumerate(zip(inputs, outputs))])
+    self._count(p, result)
+    body = {"request_id": request_id, "model": p.name, "version": p.version, "threshold": result.threshold,
+            "predictions": outputs, "warnings": result.warnings}
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json",
+                    headers={"X-Request-ID": request_id})
 
-    def _count(self, predictor: ModelPredictor, result):
-        m = metrics()
-        if result.labels is not None:
-            for label, n in collections.Counter(result.labels.tolist()).items(): m["predictions"].labels(str(label)).inc(n)
-            observe_many(m["probability"], result.probabilities.max(axis=1))
-        else:
-            m["predictions"].labels("value").inc(len(result))
-            observe_many(m["value"], result.values)
+@patch
+def _count(self: Service, predictor: ModelPredictor, result):
+    m = metrics()
+    if result.labels is not None:
+        for label, n in collections.Counter(result.labels.tolist()).items(): m["predictions"].labels(str(label)).inc(n)
+        observe_many(m["probability"], result.probabilities.max(axis=1))
+    else:
+        m["predictions"].labels("value").inc(len(result))
+        observe_many(m["value"], result.values)
 
 # %% ../nbs/09_serving.ipynb #9358c1af
 ENDPOINTS = ("/predict", "/health", "/ready", "/metadata", "/metrics", "/admin/reload", "/docs", "/openapi.json")  # others: "other"
 
 class _TooLarge(Exception): pass
 
+# %% ../nbs/09_serving.ipynb #75e2d2fd
 class Observed:
     """ASGI middleware around every request: its id (`X-Request-ID`, the client's or a new one), the body size limit
     (413, counted as the body arrives, so a chunked body is stopped too), Prometheus counts and latency, the JSON access
@@ -532,6 +548,7 @@ def app_from_environment() -> FastAPI:
     gc.freeze()  # the model and libraries are loaded for good: the garbage collector need not rescan them after every request
     return app
 
+# %% ../nbs/09_serving.ipynb #56d0d6a9
 def serve(model: str, settings: Settings | None = None, host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
           ssl_certfile: str | None = None, ssl_keyfile: str | None = None,
           insecure: bool = False):  # allow a non-local address without API keys

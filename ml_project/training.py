@@ -37,6 +37,7 @@ def set_seeds(seed: int):
     random.seed(seed); np.random.seed(seed)
     if "torch" in sys.modules: sys.modules["torch"].manual_seed(seed)
 
+# %% ../nbs/06_training.ipynb #032a8b0a
 def fast_caps(config: ExperimentConfig, settings: Settings) -> ExperimentConfig:
     "In fast mode, cap a neural net's epochs at `fast_max_epochs`; otherwise the config as it is."
     if not settings.fast or config.model.type != "mlp": return config
@@ -59,6 +60,7 @@ def cv_splitter(config: ExperimentConfig, folds: int, seed: int):
     cls = StratifiedKFold if config.data.task == "classification" else KFold
     return cls(n_splits=folds, shuffle=True, random_state=seed)
 
+# %% ../nbs/06_training.ipynb #d1552497
 def cross_validate_model(config: ExperimentConfig, X: pd.DataFrame, y: pd.Series, settings: Settings) -> pd.DataFrame:
     "Per-fold scores of a fresh pipeline for each fold (every fitted step sees only its training fold); each fold logged as it ends."
     names = scorers(config.training.metrics, config.data.task, y.nunique())

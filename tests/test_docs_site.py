@@ -138,6 +138,29 @@ def test_hidden_cells_stay_out_of_the_site(site):
     assert re.search(r"load_config", text)
 
 
+class _Outputs(HTMLParser):
+    "The text inside the cells' output blocks (prose and code may name `churn__fast`; outputs must not)."
+    def __init__(self):
+        super().__init__(); self.depth, self.text = 0, []
+    VOID = {"img", "br", "hr", "input", "meta", "link", "source", "wbr"}  # no end tag to match
+    def handle_starttag(self, tag, attrs):
+        if tag not in self.VOID and (self.depth or "cell_output" in (dict(attrs).get("class") or "")): self.depth += 1
+    def handle_endtag(self, tag):
+        if self.depth and tag not in self.VOID: self.depth -= 1
+    def handle_data(self, data):
+        if self.depth: self.text.append(data)
+
+
+def test_pages_show_careful_runs(site):
+    _, html = site
+    for page in sorted(html.glob("[0-9]*.html")):
+        text = page.read_text()
+        assert "come from a careful-mode run" in re.sub(r"<[^>]+>", "", text), f"{page.name}: no note of the run its outputs come from"
+        outputs = _Outputs(); outputs.feed(text)
+        assert outputs.text, f"{page.name}: no outputs found"
+        assert not re.search(r"\w__fast\b", "".join(outputs.text)), f"{page.name}: an output shows a fast-mode name"
+
+
 def test_api_entries_have_parameter_tables_source_links_and_an_index(site, browser):
     base, html = site
     browser.get(base + "10_monitoring.html#api-monitor-rows")
