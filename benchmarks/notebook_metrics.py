@@ -6,7 +6,9 @@
 - export cells defining more than one name: top-level functions, classes and public assignments per `#| export` cell;
 - the largest code cell, and how many are over 40 lines;
 - test calls (`test_eq`, `test_close`, `test_fail`, ...) shown as examples, and hidden in `#| hide` cells;
-- public definitions (functions and classes in the modules' `__all__`) with a docstring of their own.
+- public definitions (functions and classes in the modules' `__all__`) with a docstring of their own;
+- parameters in the docs site's API tables with a meaning (a docments comment, or a pydantic field's description),
+  read the way `docs/prepare.py` builds those tables.
 
 The figures are a guide, not a target: prose that explains nothing does not count.
 """
@@ -82,6 +84,24 @@ def docstrings() -> tuple[int, int, list[str]]:
     return total, documented, lacking
 
 
+def parameter_meanings() -> tuple[int, int, list[str]]:
+    "Rows of the API entries' parameter tables, how many say what the parameter means, and the symbols with a blank one."
+    import sys
+    sys.path.insert(0, str(ROOT / "docs"))
+    import prepare
+    from ml_project._modidx import d
+    total, meant, lacking = 0, 0, []
+    for name in d["syms"]:
+        module = importlib.import_module(name)
+        for symbol in getattr(module, "__all__", []):
+            obj = getattr(module, symbol)
+            if not callable(obj) or getattr(obj, "__module__", "") != name: continue
+            rows = [r for r in prepare.parameters(obj) if any(r[1:])]  # as the site's table: bare *args say nothing
+            total, meant = total + len(rows), meant + sum(bool(r[3]) for r in rows)
+            lacking += [f"{symbol}({r[0]})" for r in rows if not r[3]]
+    return total, meant, lacking
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--per-notebook", action="store_true")
@@ -108,6 +128,9 @@ def main():
     print(f"| test calls shown as examples | 116 shown, 71 hidden | {total['shown']} shown, {total['hidden']} hidden |")
     print(f"| public definitions with a docstring | nearly all | {documented} of {documented_total}"
           + (f" (lacking: {', '.join(lacking)})" if lacking else "") + " |")
+    rows, meant, blank = parameter_meanings()
+    print(f"| API table parameters with a meaning (docments) | most | {meant} of {rows}"
+          + (f" (blank: {', '.join(blank[:8])}{' ...' if len(blank) > 8 else ''})" if blank else "") + " |")
 
 
 if __name__ == "__main__":

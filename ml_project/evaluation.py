@@ -37,14 +37,19 @@ __all__ = ['positive_scores', 'choose_threshold', 'classification_metrics', 'reg
            'segment_metrics', 'write_report', 'evaluate_and_report', 'SavedEvaluation', 'evaluate_saved_model']
 
 # %% ../nbs/07_evaluation.ipynb #b9cf0d7f
-def positive_scores(model, X) -> np.ndarray | None:
+def positive_scores(model,  # a fitted pipeline or estimator
+                    X,  # the rows to score
+                   ) -> np.ndarray | None:
     "Probability of class 1 (binary), the probability matrix (multiclass), or None for a regressor."
     if not hasattr(model, "predict_proba"): return None
     proba = model.predict_proba(X)
     return proba[:, 1] if proba.shape[1] == 2 else proba
 
 # %% ../nbs/07_evaluation.ipynb #a7a40cb7
-def choose_threshold(y, scores, metric: str = "f1") -> float:
+def choose_threshold(y,  # the validation target (0/1)
+                     scores,  # the positive class's probabilities on those rows
+                     metric: str = "f1",  # `f1`, `balanced_accuracy` or `youden`
+                    ) -> float:
     "The cut-off on `scores` that maximises `metric` (f1, balanced_accuracy or youden's J) on `(y, scores)`."
     candidates = np.unique(np.quantile(scores, np.linspace(0.01, 0.99, 197)))
     def value(t):
@@ -60,7 +65,9 @@ def _name(label) -> str:
     "A class label as it can stand in a metric's name (MLflow allows letters, digits and _ - . / and spaces)."
     return re.sub(r"[^A-Za-z0-9_.-]", "_", str(label))
 
-def classification_metrics(y, scores, threshold: float = 0.5,
+def classification_metrics(y,  # the encoded target
+                           scores,  # the probability of class 1 (binary) or the probability matrix
+                           threshold: float = 0.5,  # the cut-off for the labels (binary)
                            classes: list | None = None,  # the data's own labels of codes 0..k-1, to name per-class metrics
                           ) -> dict[str, float]:
     """accuracy, balanced accuracy, precision, recall, F1, ROC-AUC, PR-AUC and log loss; for more than two classes macro
@@ -86,7 +93,9 @@ def classification_metrics(y, scores, threshold: float = 0.5,
             "pr_auc": average_precision_score(y, scores), "log_loss": log_loss(y, np.clip(scores, 1e-15, 1 - 1e-15))}
 
 # %% ../nbs/07_evaluation.ipynb #5ddbbedb
-def regression_metrics(y, pred) -> dict[str, float]:
+def regression_metrics(y,  # the true values
+                       pred,  # the predictions
+                      ) -> dict[str, float]:
     "MSE, RMSE, MAE, R², MAPE, and RMSLE when every value is non-negative."
     out = {"mse": mean_squared_error(y, pred), "rmse": float(np.sqrt(mean_squared_error(y, pred))),
            "mae": mean_absolute_error(y, pred), "r2": r2_score(y, pred), "mape": mean_absolute_percentage_error(y, pred)}
@@ -97,12 +106,12 @@ def regression_metrics(y, pred) -> dict[str, float]:
 @dataclass
 class Evaluation:
     "A model's predictions on one split and everything computed from them."
-    task: str
-    y: pd.Series
-    pred: np.ndarray
-    scores: np.ndarray | None = None
-    threshold: float | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
+    task: str  # `classification` or `regression`
+    y: pd.Series  # the encoded target of the evaluated rows
+    pred: np.ndarray  # the predicted labels (codes) or values
+    scores: np.ndarray | None = None  # the probabilities (classification)
+    threshold: float | None = None  # the cut-off used for the labels (binary)
+    metrics: dict[str, float] = field(default_factory=dict)  # the metric set, by name
     classes: list | None = None  # the data's own label of each code (classification)
 
     @property
@@ -124,7 +133,12 @@ class Evaluation:
         return classification_report(self.y, self.pred, labels=self.codes, target_names=[str(c) for c in self.labels], zero_division=0)
 
 # %% ../nbs/07_evaluation.ipynb #4182e2c5
-def evaluate_model(model, X, y, task: str, X_valid=None, y_valid=None,
+def evaluate_model(model,  # the fitted pipeline
+                   X,  # the rows to evaluate on (the test split)
+                   y,  # their encoded target
+                   task: str,  # `classification` or `regression`
+                   X_valid = None,  # validation rows, to choose the threshold on
+                   y_valid = None,  # their encoded target
                    threshold_metric: str = "f1",  # what the threshold maximises on `(X_valid, y_valid)`
                    threshold: float | None = None,  # a threshold chosen before (a saved model's); then none is chosen
                    classes: list | None = None,  # the data's own labels of the class codes, for tables and per-class metrics
@@ -146,7 +160,8 @@ def evaluate_model(model, X, y, task: str, X_valid=None, y_valid=None,
     return Evaluation(task, y, (scores >= threshold).astype(int), scores, threshold, metrics, classes)
 
 # %% ../nbs/07_evaluation.ipynb #0d1c2fb6
-def plot_roc_pr(ev: Evaluation):
+def plot_roc_pr(ev: Evaluation,  # a binary classifier's evaluation
+               ):
     "ROC and precision-recall curves (binary)."
     fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(10, 4))
     fpr, tpr, _ = roc_curve(ev.y, ev.scores)
@@ -160,7 +175,8 @@ def plot_roc_pr(ev: Evaluation):
     return fig
 
 # %% ../nbs/07_evaluation.ipynb #bbdfcca6
-def plot_confusion(ev: Evaluation):
+def plot_confusion(ev: Evaluation,  # a classifier's evaluation
+                  ):
     "The confusion matrix at the chosen threshold, counts and row shares."
     fig, ax = plt.subplots(figsize=(4.5, 3.8))
     cm = ev.confusion
@@ -173,7 +189,9 @@ def plot_confusion(ev: Evaluation):
     return fig
 
 # %% ../nbs/07_evaluation.ipynb #d8804a68
-def plot_calibration(ev: Evaluation, bins: int = 10):
+def plot_calibration(ev: Evaluation,  # a classifier's evaluation
+                     bins: int = 10,  # probability bins
+                    ):
     "Predicted probability against the observed rate, with the predictions' histogram; one curve per class (one-vs-rest) for more than two."
     fig, (ax, hist) = plt.subplots(2, 1, figsize=(5, 5), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
     y = np.asarray(ev.y)
@@ -190,7 +208,8 @@ def plot_calibration(ev: Evaluation, bins: int = 10):
     return fig
 
 # %% ../nbs/07_evaluation.ipynb #9c254df4
-def plot_residuals(ev: Evaluation):
+def plot_residuals(ev: Evaluation,  # a regressor's evaluation
+                  ):
     "Predicted against actual, and residuals against predicted (regression)."
     fig, (ax, res) = plt.subplots(1, 2, figsize=(10, 4))
     ax.scatter(ev.y, ev.pred, s=6, alpha=0.4); lims = [min(ev.y.min(), ev.pred.min()), max(ev.y.max(), ev.pred.max())]
@@ -201,25 +220,37 @@ def plot_residuals(ev: Evaluation):
     return fig
 
 # %% ../nbs/07_evaluation.ipynb #68593426
-def importance_table(model, X, y, scoring: str, repeats: int = 5, seed: int = 42) -> pd.DataFrame:
+def importance_table(model,  # the fitted pipeline
+                     X,  # the rows to shuffle columns of (the test split)
+                     y,  # their encoded target
+                     scoring: str,  # a scikit-learn scorer name (`importance_scoring`)
+                     repeats: int = 5,  # shuffles per column
+                     seed: int = 42,  # for the shuffles
+                    ) -> pd.DataFrame:
     "Permutation importance of each raw input column (mean and std of the score drop), largest first."
     result = permutation_importance(model, X, y, scoring=scoring, n_repeats=repeats, random_state=seed, n_jobs=1)
     return (pd.DataFrame({"importance": result.importances_mean, "std": result.importances_std}, index=X.columns)
             .sort_values("importance", ascending=False))
 
 # %% ../nbs/07_evaluation.ipynb #c65c2285
-def importance_scoring(task: str, n_classes: int = 2) -> str:
+def importance_scoring(task: str,  # `classification` or `regression`
+                       n_classes: int = 2,  # classes in the target
+                      ) -> str:
     "The score whose drop measures importance: ROC-AUC for classification (one-vs-rest for more than two classes), RMSE for regression."
     if task == "regression": return "neg_root_mean_squared_error"
     return "roc_auc" if n_classes <= 2 else "roc_auc_ovr"
 
 # %% ../nbs/07_evaluation.ipynb #ee3dd40f
-def permutation_repeats(config: ExperimentConfig, settings: Settings) -> int:
+def permutation_repeats(config: ExperimentConfig,  # gives `evaluation.permutation_repeats`
+                        settings: Settings,  # the mode
+                       ) -> int:
     "The config's repeats; one in fast mode (each repeat costs one prediction per column)."
     return 1 if settings.fast else config.evaluation.permutation_repeats
 
 # %% ../nbs/07_evaluation.ipynb #90602dec
-def plot_importance(table: pd.DataFrame, top: int = 15):
+def plot_importance(table: pd.DataFrame,  # `importance_table`'s result
+                    top: int = 15,  # how many features to draw
+                   ):
     "The `top` features by permutation importance, with their spread over the repeats as error bars."
     fig, ax = plt.subplots(figsize=(6, 0.3 * min(top, len(table)) + 1))
     shown = table.head(top).iloc[::-1]
@@ -229,7 +260,9 @@ def plot_importance(table: pd.DataFrame, top: int = 15):
     return fig
 
 # %% ../nbs/07_evaluation.ipynb #ebe84391
-def evaluation_plots(ev: Evaluation, importance: pd.DataFrame | None = None) -> dict[str, matplotlib.figure.Figure]:
+def evaluation_plots(ev: Evaluation,  # the evaluation
+                     importance: pd.DataFrame | None = None,  # `importance_table`'s result, if computed
+                    ) -> dict[str, matplotlib.figure.Figure]:
     "Every plot that applies to this evaluation, by file stem."
     plots = {}
     if ev.task == "regression": plots["residuals"] = plot_residuals(ev)
@@ -240,7 +273,10 @@ def evaluation_plots(ev: Evaluation, importance: pd.DataFrame | None = None) -> 
     return plots
 
 # %% ../nbs/07_evaluation.ipynb #aaa2dbf9
-def worst_predictions(X: pd.DataFrame, ev: Evaluation, n: int = 10) -> pd.DataFrame:
+def worst_predictions(X: pd.DataFrame,  # the evaluated rows
+                      ev: Evaluation,  # their evaluation
+                      n: int = 10,  # how many rows
+                     ) -> pd.DataFrame:
     "The `n` rows with the largest error: the most confident wrong probability, or the largest absolute residual."
     if ev.task == "regression": error = np.abs(np.asarray(ev.y) - ev.pred)
     elif ev.scores is not None and ev.scores.ndim == 1: error = np.abs(np.asarray(ev.y) - ev.scores)
@@ -251,7 +287,10 @@ def worst_predictions(X: pd.DataFrame, ev: Evaluation, n: int = 10) -> pd.DataFr
     return out.nlargest(n, "error")
 
 # %% ../nbs/07_evaluation.ipynb #fd3519fb
-def segment_metrics(X: pd.DataFrame, ev: Evaluation, column: str) -> pd.DataFrame:
+def segment_metrics(X: pd.DataFrame,  # the evaluated rows
+                    ev: Evaluation,  # their evaluation
+                    column: str,  # the column whose values are the segments
+                   ) -> pd.DataFrame:
     "Rows, and the main metrics, for each value of `column`."
     rows = []
     for value, idx in X.groupby(X[column].astype(str), observed=True).indices.items():
@@ -267,8 +306,12 @@ def segment_metrics(X: pd.DataFrame, ev: Evaluation, column: str) -> pd.DataFram
     return pd.DataFrame(rows).set_index(column).sort_values("rows", ascending=False)
 
 # %% ../nbs/07_evaluation.ipynb #e80a22bd
-def write_report(ev: Evaluation, X: pd.DataFrame, config: ExperimentConfig, folder: Path,
-                 importance: pd.DataFrame | None = None) -> list[Path]:
+def write_report(ev: Evaluation,  # the evaluation
+                 X: pd.DataFrame,  # the evaluated rows (for the worst predictions and segments)
+                 config: ExperimentConfig,  # the segments to report
+                 folder: Path,  # where to write
+                 importance: pd.DataFrame | None = None,  # `importance_table`'s result
+                ) -> list[Path]:
     "Metrics, plots, error analysis and a Markdown report in `folder`; return the files written."
     folder.mkdir(parents=True, exist_ok=True)
     files = []
@@ -293,7 +336,13 @@ def write_report(ev: Evaluation, X: pd.DataFrame, config: ExperimentConfig, fold
     return files
 
 # %% ../nbs/07_evaluation.ipynb #ff0f0769
-def evaluate_and_report(model, X_test, y_test, X_valid, y_valid, config: ExperimentConfig, settings: Settings,
+def evaluate_and_report(model,  # the fitted pipeline
+                        X_test,  # test inputs
+                        y_test,  # test target (encoded)
+                        X_valid,  # validation inputs (the threshold is chosen there)
+                        y_valid,  # validation target
+                        config: ExperimentConfig,  # threshold rule, segments, repeats
+                        settings: Settings,  # the mode and seed
                         folder: Path,  # where the report goes
                         threshold: float | None = None,  # binary: a threshold chosen before; default: choose it on the validation split
                         classes: list | None = None,  # the data's own labels of the class codes
@@ -308,15 +357,15 @@ def evaluate_and_report(model, X_test, y_test, X_valid, y_valid, config: Experim
 @dataclass
 class SavedEvaluation:
     "A saved model's evaluation on its recorded test split."
-    evaluation: Evaluation
-    importance: pd.DataFrame
-    files: list[Path]
-    metadata: dict
-    rows: int
+    evaluation: Evaluation  # the test split's evaluation
+    importance: pd.DataFrame  # permutation importance
+    files: list[Path]  # the report's files
+    metadata: dict  # the model's `metadata.json`
+    rows: int  # test rows evaluated
 
 # %% ../nbs/07_evaluation.ipynb #fc80a58e
 def evaluate_saved_model(model: str | Path | ModelRef,  # a folder under models/, or a registry reference (`churn`, `churn:3`)
-                         settings: Settings | None = None,
+                         settings: Settings | None = None,  # paths and tracking URI (default: `get_settings()`)
                          out: Path | None = None,  # where the report goes (default: `evaluation/` beside the model)
                         ) -> SavedEvaluation:
     "Evaluate a saved or registered model on the test split it recorded, at its recorded threshold, and write the report."

@@ -39,18 +39,18 @@ __all__ = ['log', 'EXPERIMENT_NOTEBOOKS', 'TrainResult', 'run_experiment', 'form
 @dataclass
 class TrainResult:
     "What a training run produced."
-    config: ExperimentConfig
-    model: Pipeline
+    config: ExperimentConfig  # the experiment as run (fast mode's caps applied)
+    model: Pipeline  # the fitted pipeline
     cv: pd.DataFrame  # per-fold scores, one column per config metric
     valid: dict[str, float]  # the evaluation's metric set on the validation split
     test: dict[str, float]  # the same on the test split
-    data_md5: str
-    model_dir: Path
-    run_id: str
-    fit_seconds: float
-    rows: dict[str, int] = field(default_factory=dict)
+    data_md5: str  # the raw data's MD5
+    model_dir: Path  # where the model was saved
+    run_id: str  # the MLflow run
+    fit_seconds: float  # the final fit's time
+    rows: dict[str, int] = field(default_factory=dict)  # rows per split
     registered: tuple[str, str] | None = None  # (registered model, version)
-    promotion: Promotion | None = None
+    promotion: Promotion | None = None  # the champion decision, when registered
 
     @property
     def champion(self) -> bool: return bool(self.promotion and self.promotion.promoted)
@@ -88,7 +88,8 @@ def _metrics(folds: pd.DataFrame, valid: dict, test: dict, fit_seconds: float) -
             "fit_seconds": fit_seconds}
 
 # %% ../nbs/07a_experiment.ipynb #99fa0dcb
-def run_experiment(config: ExperimentConfig, settings: Settings | None = None,
+def run_experiment(config: ExperimentConfig,  # the experiment to run
+                   settings: Settings | None = None,  # mode, seed, paths, tracking (default: `get_settings()`)
                    run_id: str | None = None,  # record into this MLflow run (papermill's)
                    register: bool = True,  # register the model and judge it against the champion
                    parent_run_id: str | None = None,  # nest the run under this one (a tuning study's refit)
@@ -171,7 +172,9 @@ def _register_and_judge(model, config: ExperimentConfig, settings: Settings, spl
         raise
 
 # %% ../nbs/07a_experiment.ipynb #685772ce
-def format_summary(result: TrainResult, settings: Settings) -> str:
+def format_summary(result: TrainResult,  # `run_experiment`'s result
+                   settings: Settings,  # for paths shown relative to the project
+                  ) -> str:
     "Metrics, where the run and the model are, the champion decision, and how to look at them."
     c = result.config
     lines = [f"{c.experiment.name}: {c.model.type} on {c.data.source} ({settings.mode} mode, seed {settings.seed})",
@@ -186,7 +189,9 @@ def format_summary(result: TrainResult, settings: Settings) -> str:
     return "\n".join(lines)
 
 # %% ../nbs/07a_experiment.ipynb #ea04610b
-def summary_table(results: list[TrainResult], settings: Settings | None = None) -> pd.DataFrame:
+def summary_table(results: list[TrainResult],  # one `run_experiment` result per config
+                  settings: Settings | None = None,  # for the champion flag's registry
+                 ) -> pd.DataFrame:
     """One row per experiment: model, its selection metric (CV mean ± std, validation, test), and whether it is the champion now
     (asked of the registry, so a version a later one replaced is not shown as champion)."""
     settings = settings or get_settings()
@@ -207,10 +212,10 @@ EXPERIMENT_NOTEBOOKS = ("07a_experiment.ipynb",)
 @dataclass
 class NotebookRun:
     "The outcome of `run_notebooks`."
-    ok: bool
-    run_id: str
-    folder: Path
-    message: str
+    ok: bool  # whether every notebook ran
+    run_id: str  # the MLflow run they recorded into
+    folder: Path  # where the executed notebooks are
+    message: str  # what failed, naming the cell
 
 # %% ../nbs/07a_experiment.ipynb #d13b3ae4
 def _failure(error, notebook: Path) -> str:
@@ -229,8 +234,11 @@ def _as_html(notebook: Path) -> Path:
     return page
 
 # %% ../nbs/07a_experiment.ipynb #2f29ffb4
-def run_notebooks(config_file: Path | str, config: ExperimentConfig, settings: Settings, overrides: list[str] = (),
-                  notebooks: tuple[str, ...] = EXPERIMENT_NOTEBOOKS,
+def run_notebooks(config_file: Path | str,  # the config's file, passed to each notebook
+                  config: ExperimentConfig,  # the loaded config (names the MLflow run)
+                  settings: Settings,  # the mode and the tracking URI
+                  overrides: list[str] = (),  # `--set` strings, passed on
+                  notebooks: tuple[str, ...] = EXPERIMENT_NOTEBOOKS,  # the notebooks to run, from `nbs/`
                   progress: bool = False,  # papermill's progress bar over the cells, on stderr
                  ) -> NotebookRun:
     "Execute `notebooks` with papermill, passing the config, mode, overrides and one MLflow run id to each."

@@ -49,7 +49,9 @@ DOMAIN_REQUIRES = {"churn": ["tenure", "internet_service", "total_charges", "mon
                    "ames": ["Total_Bsmt_SF", "First_Flr_SF", "Second_Flr_SF", "Full_Bath", "Half_Bath", "Bsmt_Full_Bath",
                             "Bsmt_Half_Bath", "Year_Sold", "Year_Built", "Year_Remod_Add"]}
 
-def missing_for_domain(domain: str, columns) -> list[str]:
+def missing_for_domain(domain: str,  # `churn` or `ames`
+                       columns,  # the columns the data has
+                      ) -> list[str]:
     "The columns `features.domain: <domain>` needs that `columns` lack."
     return [c for c in DOMAIN_REQUIRES.get(domain, []) if c not in columns]
 
@@ -60,7 +62,8 @@ def _require(X, domain: str):
         raise ValueError(f"features.domain '{domain}' needs the columns {missing}, which the data does not have; "
                          f"it is for the {domain} data: remove features.domain from the config to train on other data")
 
-def churn_columns(X) -> dict:
+def churn_columns(X,  # churn rows: a DataFrame, or a dict of column arrays (the predictor's fast path)
+                 ) -> dict:
     "tenure_band, n_services, has_internet, avg_monthly_charge and charge_ratio of `X`, a DataFrame or a dict of column arrays."
     _require(X, "churn")
     tenure = _floats(X["tenure"])
@@ -75,12 +78,14 @@ def churn_columns(X) -> dict:
             "avg_monthly_charge": average, "charge_ratio": _floats(X["monthly_charges"]) / np.where(average == 0, np.nan, average)}
 
 # %% ../nbs/04_features.ipynb #01f96a3e
-def churn_features(X: pd.DataFrame) -> pd.DataFrame:
+def churn_features(X: pd.DataFrame,  # churn rows
+                  ) -> pd.DataFrame:
     "Add tenure_band, n_services, has_internet, avg_monthly_charge and charge_ratio (recent vs lifetime bill)."
     return X.assign(**churn_columns(X))
 
 # %% ../nbs/04_features.ipynb #7cf68165
-def ames_columns(X) -> dict:
+def ames_columns(X,  # Ames rows: a DataFrame, or a dict of column arrays (the predictor's fast path)
+                ) -> dict:
     "total_sf, total_baths, age_at_sale and years_since_remodel of `X`, a DataFrame or a dict of column arrays."
     _require(X, "ames")
     return {"total_sf": X["Total_Bsmt_SF"] + X["First_Flr_SF"] + X["Second_Flr_SF"],
@@ -88,7 +93,8 @@ def ames_columns(X) -> dict:
             "age_at_sale": X["Year_Sold"] - X["Year_Built"], "years_since_remodel": X["Year_Sold"] - X["Year_Remod_Add"]}
 
 # %% ../nbs/04_features.ipynb #f17d73f2
-def ames_features(X: pd.DataFrame) -> pd.DataFrame:
+def ames_features(X: pd.DataFrame,  # Ames rows
+                 ) -> pd.DataFrame:
     "Add total floor area, total bathrooms, age and years since remodelling at sale."
     return X.assign(**ames_columns(X))
 
@@ -96,7 +102,9 @@ DOMAIN_FEATURES = {"churn": churn_features, "ames": ames_features}
 DOMAIN_COLUMNS = {churn_features: churn_columns, ames_features: ames_columns}  # the same features, for a dict of arrays
 
 # %% ../nbs/04_features.ipynb #292f3954
-def date_features(X: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+def date_features(X: pd.DataFrame,  # the rows
+                  columns: list[str],  # the date columns to replace
+                 ) -> pd.DataFrame:
     "Replace each date column by its year, month, day of week and day of year."
     X = X.copy()
     for c in columns:
@@ -105,7 +113,9 @@ def date_features(X: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return X
 
 # %% ../nbs/04_features.ipynb #554a45fe
-def text_features(X: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+def text_features(X: pd.DataFrame,  # the rows
+                  columns: list[str],  # the free-text columns to replace
+                 ) -> pd.DataFrame:
     "Replace each free-text column by its character and word counts."
     X = X.copy()
     for c in columns:
@@ -128,7 +138,9 @@ def _lookup(values: pd.Series, table: pd.Series, default: float) -> np.ndarray:
 # %% ../nbs/04_features.ipynb #503fe2e9
 class GroupStatsEncoder(TransformerMixin, BaseEstimator):
     "For each `(group, value)` in `pairs`: add `{value}_vs_{group}_mean` (value minus the group's training mean) and `{group}_freq` (its training share)."
-    def __init__(self, pairs: list[tuple[str, str]] = ()):
+    def __init__(self,
+                 pairs: list[tuple[str, str]] = (),  # (group column, value column) pairs, from the config's `features.group_stats`
+                ):
         self.pairs = pairs
 
     def fit(self, X: pd.DataFrame, y=None):
@@ -169,7 +181,8 @@ class GroupStatsEncoder(TransformerMixin, BaseEstimator):
         return np.asarray(list(self.feature_names_in_) + list(dict.fromkeys(extra)), dtype=object)
 
 # %% ../nbs/04_features.ipynb #dba3bbfe
-def feature_steps(features: FeaturesConfig) -> list[tuple[str, object]]:
+def feature_steps(features: FeaturesConfig,  # the config's `features` section
+                 ) -> list[tuple[str, object]]:
     "The pipeline steps that add features, from the config: domain, date, text, then group statistics."
     steps = []
     if features.domain:
@@ -186,7 +199,9 @@ def _plain(value):
     "A numpy scalar as the Python value it holds (labels are written to JSON)."
     return value.item() if isinstance(value, np.generic) else value
 
-def target_classes(y: pd.Series, config: ExperimentConfig) -> list:
+def target_classes(y: pd.Series,  # the target column as the data holds it
+                   config: ExperimentConfig,  # for the task and `data.positive_class`
+                  ) -> list:
     "The data's own label of each encoded class, in code order (with `positive_class`, the positive one is 1); empty for regression."
     if config.data.task == "regression": return []
     first_of = {}
@@ -200,14 +215,20 @@ def target_classes(y: pd.Series, config: ExperimentConfig) -> list:
     return [first_of[level] for level in levels]
 
 # %% ../nbs/04_features.ipynb #f7056ec7
-def encode_target(y: pd.Series, config: ExperimentConfig, classes: list | None = None) -> pd.Series:
+def encode_target(y: pd.Series,  # the target column as the data holds it
+                  config: ExperimentConfig,  # for the task and `data.positive_class`
+                  classes: list | None = None,  # the labels in code order (default: from `y`)
+                 ) -> pd.Series:
     "Classification labels as their code in `classes` (default: `target_classes(y)`); regression targets as float."
     if config.data.task == "regression": return y.astype(float)
     classes = target_classes(y, config) if classes is None else classes
     return y.astype(str).map({str(label): code for code, label in enumerate(classes)}).astype("int64").rename(y.name)
 
 # %% ../nbs/04_features.ipynb #9ded5ba0
-def features_and_target(frame: pd.DataFrame, config: ExperimentConfig, classes: list | None = None) -> tuple[pd.DataFrame, pd.Series]:
+def features_and_target(frame: pd.DataFrame,  # a split of the data
+                        config: ExperimentConfig,  # names the target, the id and the dropped columns
+                        classes: list | None = None,  # the labels in code order (default: from the target)
+                       ) -> tuple[pd.DataFrame, pd.Series]:
     "Split a table into model inputs and the encoded target (binary classification: 1 = `positive_class`)."
     data = config.data
     drop = [c for c in [data.target, data.id_column, *config.features.drop] if c]
@@ -216,17 +237,24 @@ def features_and_target(frame: pd.DataFrame, config: ExperimentConfig, classes: 
     return frame.drop(columns=drop), encode_target(frame[data.target], config, classes)
 
 # %% ../nbs/04_features.ipynb #d8941aa4
-def stratify_on(config: ExperimentConfig) -> str | None:
+def stratify_on(config: ExperimentConfig,  # the experiment config
+               ) -> str | None:
     "The column to stratify the split on: the target of a classification config with `split.stratify`, else none."
     return config.data.target if config.split.stratify and config.data.task == "classification" else None
 
 # %% ../nbs/04_features.ipynb #b9f37ec2
-def cv_folds(config: ExperimentConfig, settings: Settings) -> int:
+def cv_folds(config: ExperimentConfig,  # gives `training.cv_folds`
+             settings: Settings,  # in fast mode, at most `fast_cv_folds`
+            ) -> int:
     "The config's folds, or fewer in fast mode."
     return min(config.training.cv_folds, settings.fast_cv_folds) if settings.fast else config.training.cv_folds
 
 # %% ../nbs/04_features.ipynb #36da01dd
-def check_split(frame: pd.DataFrame, config: ExperimentConfig, settings: Settings, where: str):
+def check_split(frame: pd.DataFrame,  # the rows about to be split
+                config: ExperimentConfig,  # the split sizes, folds and target
+                settings: Settings,  # fast mode's folds
+                where: str,  # what to call the rows in the message
+               ):
     "Stop, naming `where`, when these rows cannot be split and cross-validated as the config asks (too few rows, one class, tiny classes)."
     folds, train_share = cv_folds(config, settings), 1 - config.split.test_size - config.split.valid_size
     sizes = f"split.test_size {config.split.test_size}, split.valid_size {config.split.valid_size}"
@@ -247,7 +275,11 @@ def check_split(frame: pd.DataFrame, config: ExperimentConfig, settings: Setting
                                   "classes, add rows, or set split.stratify: false")
 
 # %% ../nbs/04_features.ipynb #cbc91f19
-def sample_rows(frame: pd.DataFrame, n: int, target: str | None = None, seed: int = 42) -> pd.DataFrame:
+def sample_rows(frame: pd.DataFrame,  # the rows
+                n: int,  # how many to keep at most
+                target: str | None = None,  # the column to stratify on
+                seed: int = 42,  # for the draw
+               ) -> pd.DataFrame:
     "At most `n` rows, stratified on `target` when given (fast mode's sample)."
     if len(frame) <= n: return frame
     strata = frame[target] if target is not None else None
@@ -255,7 +287,11 @@ def sample_rows(frame: pd.DataFrame, n: int, target: str | None = None, seed: in
     return sample.sort_index()
 
 # %% ../nbs/04_features.ipynb #aa0de568
-def split_data(frame: pd.DataFrame, split: SplitConfig, target: str | None = None, seed: int = 42) -> dict[str, pd.DataFrame]:
+def split_data(frame: pd.DataFrame,  # the rows
+               split: SplitConfig,  # the config's `split` section (sizes)
+               target: str | None = None,  # the column to stratify on (None: no stratification)
+               seed: int = 42,  # for the shuffle
+              ) -> dict[str, pd.DataFrame]:
     "Seeded train/valid/test split, stratified on `target` when given."
     rest, test = train_test_split(frame, test_size=split.test_size, random_state=seed,
                                   stratify=frame[target] if target is not None else None)
@@ -265,7 +301,11 @@ def split_data(frame: pd.DataFrame, split: SplitConfig, target: str | None = Non
     return {"train": train, "valid": valid, "test": test}
 
 # %% ../nbs/04_features.ipynb #da0c39b3
-def write_processed(splits: dict[str, pd.DataFrame], dataset: Dataset, config: ExperimentConfig, settings: Settings) -> Path:
+def write_processed(splits: dict[str, pd.DataFrame],  # split name → rows
+                    dataset: Dataset,  # where the rows came from (its file and MD5 go in the manifest)
+                    config: ExperimentConfig,  # the experiment
+                    settings: Settings,  # where `data/processed` is
+                   ) -> Path:
     "Write each split as parquet plus `manifest.json`; return the manifest's path."
     folder = settings.processed_dir / settings.for_mode(config.experiment.name)
     folder.mkdir(parents=True, exist_ok=True)
@@ -285,7 +325,10 @@ def write_processed(splits: dict[str, pd.DataFrame], dataset: Dataset, config: E
     return path
 
 # %% ../nbs/04_features.ipynb #8767e1b0
-def read_processed(config: ExperimentConfig, settings: Settings, split: str = "train") -> pd.DataFrame:
+def read_processed(config: ExperimentConfig,  # the experiment
+                   settings: Settings,  # where `data/processed` is
+                   split: str = "train",  # `train`, `valid` or `test`
+                  ) -> pd.DataFrame:
     "One split written by `write_processed`."
     return pd.read_parquet(settings.processed_dir / settings.for_mode(config.experiment.name) / f"{split}.parquet")
 
@@ -293,9 +336,9 @@ def read_processed(config: ExperimentConfig, settings: Settings, split: str = "t
 @dataclass
 class Splits:
     "An experiment's data: the validated dataset, then model inputs `X` and encoded targets `y` by split name."
-    dataset: Dataset
-    X: dict[str, pd.DataFrame]
-    y: dict[str, pd.Series]
+    dataset: Dataset  # the data the splits came from
+    X: dict[str, pd.DataFrame]  # split name → model inputs
+    y: dict[str, pd.Series]  # split name → encoded target
     classes: list  # the data's own label of each encoded class; empty for regression
     manifest: Path | None = None  # the processed data's manifest, when this call wrote it
 
@@ -309,7 +352,8 @@ class Splits:
         return {name: X.index.tolist() for name, X in self.X.items()}
 
 # %% ../nbs/04_features.ipynb #dddca63b
-def load_splits(config: ExperimentConfig, settings: Settings | None = None,
+def load_splits(config: ExperimentConfig,  # the experiment
+                settings: Settings | None = None,  # mode, seed and paths (default: `get_settings()`)
                 rows: dict[str, list] | None = None,  # recorded row labels by split: take these, write nothing
                 data_md5: str | None = None,  # the raw data's recorded MD5: refuse other data
                ) -> Splits:

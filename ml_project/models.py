@@ -55,14 +55,22 @@ class _HoldOutForEarlyStopping:
 
 class EarlyStoppingXGBClassifier(_HoldOutForEarlyStopping, XGBClassifier):
     "`XGBClassifier` that early-stops on a held-out `validation_fraction` of its training rows."
-    def __init__(self, *, validation_fraction: float = 0.1, **kwargs):
+    def __init__(self,
+                 *,
+                 validation_fraction: float = 0.1,  # share of the training rows held out to stop on
+                 **kwargs,  # XGBoost's own parameters
+                ):
         super().__init__(**kwargs)
         self.validation_fraction = validation_fraction
 
 # %% ../nbs/05_models.ipynb #a09beee7
 class EarlyStoppingXGBRegressor(_HoldOutForEarlyStopping, XGBRegressor):
     "`XGBRegressor` that early-stops on a held-out `validation_fraction` of its training rows."
-    def __init__(self, *, validation_fraction: float = 0.1, **kwargs):
+    def __init__(self,
+                 *,
+                 validation_fraction: float = 0.1,  # share of the training rows held out to stop on
+                 **kwargs,  # XGBoost's own parameters
+                ):
         super().__init__(**kwargs)
         self.validation_fraction = validation_fraction
 
@@ -84,7 +92,10 @@ def _resolve(cls):
 
 PARALLEL = {"random_forest", "xgboost"}  # estimators that use several cores for one fit
 
-def build_estimator(model: ModelConfig, task: str, seed: int = 42):
+def build_estimator(model: ModelConfig,  # the config's `model` section
+                    task: str,  # `classification` or `regression`
+                    seed: int = 42,  # the `random_state` when the config gives none
+                   ):
     "The estimator for `model.type` and `task` with `model.params`; the seed fills `random_state` when the config leaves it out."
     if model.type not in ESTIMATORS:
         raise ValueError(f"model.type '{model.type}' is unknown; known: {', '.join(ESTIMATORS)}")
@@ -104,7 +115,9 @@ def build_estimator(model: ModelConfig, task: str, seed: int = 42):
     return estimator
 
 # %% ../nbs/05_models.ipynb #ccc35a5d
-def build_pipeline(config: ExperimentConfig, seed: int = 42) -> Pipeline:
+def build_pipeline(config: ExperimentConfig,  # the experiment
+                   seed: int = 42,  # for every step that draws
+                  ) -> Pipeline:
     "Features, preprocessing and the estimator as one pipeline: raw rows in, predictions out."
     # The estimator gets a float array: XGBoost converts a DataFrame for every fit (17 ms of a 150 ms churn fit);
     # the names stay available from `pipeline[:-1].get_feature_names_out()`.
@@ -113,7 +126,8 @@ def build_pipeline(config: ExperimentConfig, seed: int = 42) -> Pipeline:
                      ("model", build_estimator(config.model, config.data.task, seed))])
 
 # %% ../nbs/05_models.ipynb #0950866e
-def single_threaded_prediction(model):
+def single_threaded_prediction(model,  # a fitted pipeline, a target-transforming wrapper or an estimator
+                              ):
     "Set `n_jobs=1` on fitted random forests in `model` (a pipeline, a target-transforming wrapper, or an estimator); return it."
     estimator = model.steps[-1][1] if isinstance(model, Pipeline) else model
     estimator = getattr(estimator, "regressor_", estimator)
@@ -146,7 +160,9 @@ def _refusal(estimator, params: dict, task: str, n_classes: int, seed: int) -> s
     return None
 
 # %% ../nbs/05_models.ipynb #81fa0c45
-def check_config(config: ExperimentConfig, settings) -> list[str]:
+def check_config(config: ExperimentConfig,  # the config to check
+                 settings,  # where the data and schemas are
+                ) -> list[str]:
     "Every problem that would stop a run of `config`, each naming its key; the data is read no further than its header and target."
     from ml_project.data import RawDataError, acquire, check_csv, raw_file
     from ml_project.features import DOMAIN_FEATURES, missing_for_domain
@@ -203,7 +219,9 @@ def check_config(config: ExperimentConfig, settings) -> list[str]:
     return problems
 
 # %% ../nbs/05_models.ipynb #ba29ee65
-def check_configs(configs: list[ExperimentConfig], settings):
+def check_configs(configs: list[ExperimentConfig],  # every config of the command
+                  settings,  # where the data and schemas are
+                 ):
     "Check every config before any of them runs; raise one `ConfigError` listing each file's problems."
     from ml_project.config import ConfigError, config_path
     report = []

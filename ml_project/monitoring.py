@@ -33,20 +33,25 @@ __all__ = ['SMALL_REFERENCE', 'P_VALUE', 'DISTANCE', 'DRIFT_SHARE', 'MISSING_INC
 SMALL_REFERENCE = 1000  # Evidently's boundary: at or below it, tests with p-values; above, distances with thresholds
 P_VALUE, DISTANCE = MonitoringConfig().p_value, MonitoringConfig().distance  # the defaults live in the config
 
-def column_kind(reference: pd.Series) -> str:
+def column_kind(reference: pd.Series,  # the column's reference values
+               ) -> str:
     "'numeric' for a number column with more than 5 distinct values in the reference, else 'categorical' (as Evidently decides)."
     numeric = pd.api.types.is_numeric_dtype(reference) and not pd.api.types.is_bool_dtype(reference)
     return "numeric" if numeric and reference.nunique(dropna=True) > 5 else "categorical"
 
 # %% ../nbs/10_monitoring.ipynb #79ddcac9
-def as_levels(values: pd.Series, numeric: bool) -> pd.Series:
+def as_levels(values: pd.Series,  # a column's values
+              numeric: bool,  # whether the reference column holds numbers
+             ) -> pd.Series:
     "Values as category labels; when the reference is numeric, numbers by value (1, 1.0 and '1' are one level)."
     if not numeric: return values.astype(str)
     as_number = pd.to_numeric(values, errors="coerce")
     return as_number.astype(float).astype(str).where(as_number.notna(), values.astype(str))
 
 # %% ../nbs/10_monitoring.ipynb #005e0091
-def level_counts(values: pd.Series, numeric: bool) -> pd.Series:
+def level_counts(values: pd.Series,  # a column's values
+                 numeric: bool,  # whether the reference column holds numbers
+                ) -> pd.Series:
     "How often each level (`as_levels`) occurs; counted on the raw values first, so only the distinct values are relabelled."
     counts = values.value_counts(dropna=True)
     levels = as_levels(pd.Series(counts.index, dtype=object), numeric)
@@ -64,7 +69,10 @@ def _shares(reference: pd.Series, current: pd.Series) -> tuple[np.ndarray, np.nd
     ref_share = np.where(ref == 0, 1e-4, ref / ref.sum())  # a value never seen in the reference still counts, a little
     return ref, cur, ref_share / ref_share.sum(), levels
 
-def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
+def psi(reference: np.ndarray,  # the reference values
+        current: np.ndarray,  # the current values
+        bins: int = 10,  # quantile bins of the reference
+       ) -> float:
     "Population stability index of `current` against `reference`, over the reference's quantile bins (0.1: a shift worth a look, 0.25: a large one)."
     edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)))
     if len(edges) < 3: return 0.0
@@ -78,18 +86,19 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
 @dataclass
 class ColumnDrift:
     "The drift test of one column: which test, its score and threshold, whether it drifted, and an effect size."
-    column: str
+    column: str  # the column tested
     kind: str  # numeric or categorical
     test: str  # ks, wasserstein, z, chi2 or jensen_shannon
     score: float  # a p-value (drift when below the threshold) or a distance (drift when at or above it)
-    threshold: float
-    drifted: bool
+    threshold: float  # the p-value or distance it is judged against
+    drifted: bool  # whether it drifted
     effect: float  # PSI for numbers, Jensen–Shannon distance for categories
-    reference_rows: int
-    current_rows: int
+    reference_rows: int  # rows in the reference
+    current_rows: int  # rows now
 
 # %% ../nbs/10_monitoring.ipynb #145055e5
-def column_drift(reference: pd.Series, current: pd.Series,
+def column_drift(reference: pd.Series,  # the column in the reference (training rows)
+                 current: pd.Series,  # the same column now
                  kind: str | None = None,  # default: `column_kind(reference)`
                  p_value: float = P_VALUE,  # drift when a test's p-value is below it (reference of up to 1,000 rows)
                  distance_threshold: float = DISTANCE,  # drift when a distance is at or above it (larger references)
@@ -132,16 +141,19 @@ class TableDrift:
     columns: pd.DataFrame  # one row per column: `ColumnDrift`'s fields
     share: float  # the share of columns that drifted
     drift_share: float  # the table drifted when `share` reaches it
-    drifted: bool
+    drifted: bool  # whether the table drifted
 
     @property
     def drifted_columns(self) -> list[str]: return self.columns.loc[self.columns["drifted"], "column"].tolist()
 
 # %% ../nbs/10_monitoring.ipynb #38f398e0
-def table_drift(reference: pd.DataFrame, current: pd.DataFrame,
+def table_drift(reference: pd.DataFrame,  # the reference rows
+                current: pd.DataFrame,  # the rows now
                 columns: list[str] | None = None,  # default: the reference's columns
                 drift_share: float = DRIFT_SHARE,  # the table drifted when this share of its columns did
-                p_value: float = P_VALUE, distance_threshold: float = DISTANCE) -> TableDrift:
+                p_value: float = P_VALUE,  # as `column_drift`
+                distance_threshold: float = DISTANCE,  # as `column_drift`
+               ) -> TableDrift:
     "Test each column with `column_drift`; the table drifted when at least `drift_share` of them did."
     columns = list(columns or reference.columns)
     missing = [c for c in columns if c not in current.columns]
@@ -155,7 +167,8 @@ def table_drift(reference: pd.DataFrame, current: pd.DataFrame,
 _defaults = MonitoringConfig()
 MISSING_INCREASE, OUT_OF_RANGE, NEW_CATEGORIES = _defaults.missing_increase, _defaults.out_of_range, _defaults.new_categories
 
-def data_quality(reference: pd.DataFrame, current: pd.DataFrame,
+def data_quality(reference: pd.DataFrame,  # the reference rows
+                 current: pd.DataFrame,  # the rows now
                  missing_increase: float = MISSING_INCREASE,  # flag a column whose missing share grew by more than this
                  out_of_range: float = OUT_OF_RANGE,  # flag a number column with more than this share outside the training range
                  new_categories: float = NEW_CATEGORIES,  # flag a category column with more than this share of unseen values
@@ -194,8 +207,13 @@ def _metric_function(metric: str):
     if metric not in functions: raise ValueError(f"monitoring can follow {sorted(functions)}, not {metric!r}")
     return functions[metric], lower
 
-def metric_interval(y_true, y_score, metric: str = "roc_auc",  # roc_auc takes scores; accuracy and f1 take labels (0/1)
-                    confidence: float = 0.95, resamples: int = 1000, seed: int = 42) -> tuple[float, float, float]:
+def metric_interval(y_true,  # roc_auc takes scores; accuracy and f1 take labels (0/1)
+                    y_score,  # roc_auc takes scores; accuracy and f1 take labels (0/1)
+                    metric: str = "roc_auc",  # roc_auc takes scores; accuracy and f1 take labels (0/1)
+                    confidence: float = 0.95,  # the interval's coverage
+                    resamples: int = 1000,  # bootstrap resamples
+                    seed: int = 42,  # for the resampling
+                   ) -> tuple[float, float, float]:
     "The metric on the rows and its percentile bootstrap interval (rows resampled with replacement, scipy's `bootstrap`)."
     function, _ = _metric_function(metric)
     y_true, y_score = np.asarray(y_true), np.asarray(y_score)
@@ -208,19 +226,27 @@ def metric_interval(y_true, y_score, metric: str = "roc_auc",  # roc_auc takes s
     return value, float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 # %% ../nbs/10_monitoring.ipynb #e12c284c
-def decayed(reference: float, value: float, low: float, high: float, metric: str = "roc_auc", max_drop: float = MAX_DROP) -> bool:
+def decayed(reference: float,  # the metric on validation, when the model was trained
+            value: float,  # the metric now
+            low: float,  # its interval's lower end
+            high: float,  # its interval's upper end
+            metric: str = "roc_auc",  # decides which direction is worse
+            max_drop: float = MAX_DROP,  # how much worse is tolerated
+           ) -> bool:
     "Worse than the reference by more than `max_drop`, with the interval excluding the reference."
     _, lower_is_better = _metric_function(metric)
     if lower_is_better: return value - reference > max_drop and low > reference
     return reference - value > max_drop and high < reference
 
 # %% ../nbs/10_monitoring.ipynb #adea37ab
-def served_rows(records: pd.DataFrame) -> pd.DataFrame:
+def served_rows(records: pd.DataFrame,  # the prediction log's records
+               ) -> pd.DataFrame:
     "The records of answered requests (status 200): refused requests carry no inputs or predictions."
     return records[records["status"] == 200] if "status" in records else records
 
 # %% ../nbs/10_monitoring.ipynb #6bb36750
-def service_health(records: pd.DataFrame) -> dict:
+def service_health(records: pd.DataFrame,  # the prediction log's records, refused requests included
+                  ) -> dict:
     "Requests, rows, latency quantiles (ms, per answered request) and the refused share of the prediction log's `records`."
     status = records["status"] if "status" in records else pd.Series(200, index=records.index)
     requests = records.assign(status=status).drop_duplicates("request_id")
@@ -240,22 +266,22 @@ Thresholds = MonitoringConfig  # the config's `monitoring:` section, validated w
 @dataclass
 class MonitoringReport:
     "What `monitor_rows` found."
-    model: str
-    version: str | None
-    rows: int
-    quality: pd.DataFrame
-    drift: TableDrift
-    prediction_drift: pd.DataFrame
-    performance: dict | None
-    alerts: list[str] = field(default_factory=list)
+    model: str  # the model's name
+    version: str | None  # its version
+    rows: int  # rows checked
+    quality: pd.DataFrame  # data quality per input
+    drift: TableDrift  # input drift
+    prediction_drift: pd.DataFrame  # drift of the predictions
+    performance: dict | None  # the metric with its interval, when labels arrived
+    alerts: list[str] = field(default_factory=list)  # what fired, in words
     health: dict | None = None  # `service_health` of the log's records; None for a scored file
     # what the figures were computed from, for `over_time` and the HTML report
     reference: pd.DataFrame | None = field(default=None, repr=False)
-    inputs: pd.DataFrame | None = field(default=None, repr=False)
-    validation: pd.DataFrame | None = field(default=None, repr=False)
-    labels: pd.Series | None = field(default=None, repr=False)
-    classes: list = field(default_factory=list, repr=False)
-    thresholds: Thresholds = field(default_factory=lambda: Thresholds(), repr=False)
+    inputs: pd.DataFrame | None = field(default=None, repr=False)  # the current rows' inputs
+    validation: pd.DataFrame | None = field(default=None, repr=False)  # the model's validation predictions, prediction drift's reference
+    labels: pd.Series | None = field(default=None, repr=False)  # the labels that arrived
+    classes: list = field(default_factory=list, repr=False)  # the data's labels, in code order
+    thresholds: Thresholds = field(default_factory=lambda: Thresholds(), repr=False)  # the thresholds the alerts used
 
     def summary(self) -> dict:
         "The report as plain JSON-ready data."
@@ -268,7 +294,8 @@ class MonitoringReport:
                 "health": self.health}
 
 # %% ../nbs/10_monitoring.ipynb #122361ba
-def load_reference(folder: Path) -> tuple[pd.DataFrame, dict]:
+def load_reference(folder: Path,  # the model's folder
+                  ) -> tuple[pd.DataFrame, dict]:
     "The reference saved beside a model: its training rows and `reference.json`."
     if not (folder / "reference.json").is_file():
         raise FileNotFoundError(f"{folder} has no monitoring reference (reference.json): the model was trained before monitoring "
@@ -293,7 +320,9 @@ def _truth_and_scores(metric: str, known: pd.Series, predictions: pd.DataFrame, 
         return codes[:len(known)].astype(float), codes[len(known):].astype(float)
     return known.to_numpy(float), predictions.loc[known.index, "prediction"].to_numpy(float)
 
-def worth_an_alert(columns: pd.DataFrame, thresholds: Thresholds) -> list[str]:
+def worth_an_alert(columns: pd.DataFrame,  # the drift results per column (`TableDrift.columns`)
+                   thresholds: Thresholds,  # the config's `monitoring` thresholds
+                  ) -> list[str]:
     "Columns that drifted by their test and moved enough to matter: effect size (PSI, Jensen–Shannon) at or above `feature_effect`."
     return columns.loc[columns["drifted"] & (columns["effect"] >= thresholds.feature_effect), "column"].tolist()
 
@@ -301,8 +330,10 @@ def worth_an_alert(columns: pd.DataFrame, thresholds: Thresholds) -> list[str]:
 def monitor_rows(folder: Path,  # the model's folder (with its reference), e.g. from `fetch_model`
                  current: pd.DataFrame,  # logged rows (`inputs.<field>` columns) or scored rows (the inputs as columns)
                  labels: pd.Series | None = None,  # the true labels of some current rows, indexed like `current`
-                 thresholds: Thresholds | None = None,
-                 model: str = "", version: str | None = None) -> MonitoringReport:
+                 thresholds: Thresholds | None = None,  # the alert thresholds (default: the config's `monitoring` defaults)
+                 model: str = "",  # the model's name, for the report
+                 version: str | None = None,  # the model's version, for the report
+                ) -> MonitoringReport:
     "Data quality, input and prediction drift, performance with labels, and the service's health, for `current` against the model's reference."
     thresholds = thresholds or Thresholds()
     reference, saved = load_reference(folder)
@@ -347,7 +378,9 @@ def monitor_rows(folder: Path,  # the model's folder (with its reference), e.g. 
                             health, reference=reference, inputs=inputs, validation=valid, labels=labels, classes=metadata["classes"], thresholds=thresholds)
 
 # %% ../nbs/10_monitoring.ipynb #385546b7
-def logged_rows(settings: Settings, name: str, version: str | None = None,
+def logged_rows(settings: Settings,  # where the prediction log is
+                name: str,  # the registered model whose rows to read
+                version: str | None = None,  # only this version's rows
                 last: int | None = None,  # the newest N rows
                 since: pd.Timestamp | str | None = None,  # rows from this time on (UTC)
                 log: pd.DataFrame | None = None,  # the whole log, if already read (`read_prediction_log`)
@@ -367,7 +400,11 @@ def logged_rows(settings: Settings, name: str, version: str | None = None,
     return rows.reset_index(drop=True)
 
 # %% ../nbs/10_monitoring.ipynb #e4ea41e2
-def join_labels(rows: pd.DataFrame, labels: pd.DataFrame, target: str, id_column: str | None = None) -> pd.Series:
+def join_labels(rows: pd.DataFrame,  # logged or scored rows
+                labels: pd.DataFrame,  # a table of labels with `request_id` (and `row`) or the id column
+                target: str,  # the label column in `labels`
+                id_column: str | None = None,  # the data's id column, for scored files
+               ) -> pd.Series:
     "The label of each row that has one (NaN for the others), matched by request id (and row) or by the id column."
     label = target if target in labels else "label"
     if label not in labels: raise KeyError(f"the labels file needs a column '{target}' or 'label'; it has {list(labels.columns)}")
@@ -381,7 +418,10 @@ def join_labels(rows: pd.DataFrame, labels: pd.DataFrame, target: str, id_column
     return pd.Series(joined[label].to_numpy(), index=rows.index, name="label")
 
 # %% ../nbs/10_monitoring.ipynb #b043570b
-def over_time(report: MonitoringReport, current: pd.DataFrame, windows: int = 8) -> pd.DataFrame:
+def over_time(report: MonitoringReport,  # the report over all rows
+              current: pd.DataFrame,  # the same rows, in time order
+              windows: int = 8,  # slices when the rows span less than two days (else one a day)
+             ) -> pd.DataFrame:
     "Per consecutive window of the report's rows: rows, dataset-drift share, prediction drift score, the metric (with labels) and latency."
     current = served_rows(current)
     if "time" in current and current["time"].notna().all() and (current["time"].max() - current["time"].min()) >= pd.Timedelta(days=2):
@@ -421,7 +461,9 @@ def _png(figure) -> str:
     plt.close(figure)
     return "<img alt='plot' src='data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode() + "'>"
 
-def distribution_plots(report: MonitoringReport, top: int = 8):
+def distribution_plots(report: MonitoringReport,  # the monitoring report
+                       top: int = 8,  # how many inputs to draw
+                      ):
     "Reference against current for the drifted inputs first, then the most shifted: histograms for numbers, shares for categories."
     import matplotlib.pyplot as plt
     table = report.drift.columns.sort_values(["drifted", "effect"], ascending=False).head(top)
@@ -444,7 +486,9 @@ def distribution_plots(report: MonitoringReport, top: int = 8):
     return figure
 
 # %% ../nbs/10_monitoring.ipynb #601b2da9
-def time_plot(history: pd.DataFrame, drift_share: float = DRIFT_SHARE):
+def time_plot(history: pd.DataFrame,  # `over_time`'s table
+              drift_share: float = DRIFT_SHARE,  # the dataset-drift line
+             ):
     "Per window: the share of drifted inputs, the drift score of the predicted probabilities and the metric, each with the line that matters."
     import matplotlib.pyplot as plt
     panels = [("drift_share", f"share of inputs drifted (dataset drift at {drift_share:.0%})", drift_share)]
@@ -463,7 +507,10 @@ def time_plot(history: pd.DataFrame, drift_share: float = DRIFT_SHARE):
     return figure
 
 # %% ../nbs/10_monitoring.ipynb #af169cc2
-def write_monitoring_report(report: MonitoringReport, current: pd.DataFrame, folder: Path) -> tuple[Path, Path]:
+def write_monitoring_report(report: MonitoringReport,  # the monitoring report
+                            current: pd.DataFrame,  # the rows it checked (for the plots)
+                            folder: Path,  # where `report.html` and `summary.json` go
+                           ) -> tuple[Path, Path]:
     "`report.html` (tables and plots, self-contained) and `summary.json` in `folder`; return both paths."
     import html
     folder.mkdir(parents=True, exist_ok=True)
@@ -493,7 +540,11 @@ of the inputs drifted (alert at {report.drift.drift_share:.0%}).</p>
     return folder / "report.html", folder / "summary.json"
 
 # %% ../nbs/10_monitoring.ipynb #77d26f33
-def log_report(report: MonitoringReport, files: list[Path], settings: Settings, experiment: str) -> str:
+def log_report(report: MonitoringReport,  # the monitoring report
+               files: list[Path],  # the report's files, logged as artefacts
+               settings: Settings,  # the tracking URI
+               experiment: str,  # the model's MLflow experiment
+              ) -> str:
     "Record a monitoring report as an MLflow run of `experiment`: figures as metrics, the report and summary as artefacts; return the run id."
     from ml_project.registry import tracked_run
     tags = {"monitoring": "true", "model": report.model, "model_version": str(report.version), "alerts": str(len(report.alerts))}
@@ -509,12 +560,14 @@ def log_report(report: MonitoringReport, files: list[Path], settings: Settings, 
 # %% ../nbs/10_monitoring.ipynb #407f220b
 RETRAIN_ON = ("dataset drift", "input drift", "prediction drift", "performance decay")  # the alerts retraining can answer
 
-def retrain_reasons(report: MonitoringReport) -> list[str]:
+def retrain_reasons(report: MonitoringReport,  # the monitoring report
+                   ) -> list[str]:
     "The report's alerts that call for retraining: drift of the inputs or predictions, or performance decay."
     return [a for a in report.alerts if a.startswith(RETRAIN_ON)]
 
 # %% ../nbs/10_monitoring.ipynb #dee745ea
-def retraining_config(config: ExperimentConfig, settings: Settings,
+def retraining_config(config: ExperimentConfig,  # the model's config
+                      settings: Settings,  # where the new raw file goes
                       rows: pd.DataFrame | None = None,  # monitored rows: logged (`inputs.<field>`) or scored
                       labels: pd.Series | None = None,  # their late labels, indexed like `rows`; rows without one are left out
                      ) -> ExperimentConfig:

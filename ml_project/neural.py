@@ -26,7 +26,12 @@ __all__ = ['MLPModule', 'pick_device', 'EpochProgressBar', 'MLPClassifier', 'MLP
 # %% ../nbs/05a_neural.ipynb #6c9c83e0
 class MLPModule(nn.Module):
     "Fully connected layers with layer normalisation (any batch size, even 1), ReLU and dropout; `n_out` raw outputs (logits or values)."
-    def __init__(self, n_in: int, n_out: int, hidden_sizes=(128, 64), dropout: float = 0.1):
+    def __init__(self,
+                 n_in: int,  # input features
+                 n_out: int,  # outputs: classes, or 1 for regression
+                 hidden_sizes = (128, 64),  # units of each hidden layer
+                 dropout: float = 0.1,  # dropout after each hidden layer
+                ):
         super().__init__()
         layers, width = [], n_in
         for size in hidden_sizes:
@@ -38,7 +43,8 @@ class MLPModule(nn.Module):
     def forward(self, X): return self.layers(X)
 
 # %% ../nbs/05a_neural.ipynb #6e24f961
-def pick_device(device: str = "auto") -> str:
+def pick_device(device: str = "auto",  # `auto`, `cpu`, `cuda` or any torch device name
+               ) -> str:
     "`auto` → CUDA when there is a GPU, else the CPU; anything else as given."
     if device != "auto": return device
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -63,9 +69,22 @@ def _quiet(*args, **kwargs): "A sink for skorch's messages (picklable, unlike a 
 _SCHEDULES = {"cosine": dict(policy="CosineAnnealingLR"), "plateau": dict(policy="ReduceLROnPlateau", monitor="valid_loss", patience=3)}
 
 class _TabularMLP(BaseEstimator):
-    def __init__(self, hidden_sizes=(128, 64), dropout=0.1, lr=1e-3, weight_decay=1e-4, batch_size=256, max_epochs=50,
-                 patience=5, validation_fraction=0.1, lr_schedule="cosine", grad_clip=1.0, device="auto",
-                 random_state=42, progress=True, callbacks=None):
+    def __init__(self,
+                 hidden_sizes = (128, 64),  # units of each hidden layer
+                 dropout = 0.1,  # dropout after each hidden layer
+                 lr = 1e-3,  # AdamW's learning rate
+                 weight_decay = 1e-4,  # AdamW's weight decay
+                 batch_size = 256,  # rows per gradient step
+                 max_epochs = 50,  # passes over the data at most
+                 patience = 5,  # epochs without a better validation loss before stopping
+                 validation_fraction = 0.1,  # share of the rows held out for early stopping (0: none)
+                 lr_schedule = "cosine",  # `cosine`, `plateau` or `none`
+                 grad_clip = 1.0,  # gradient norm clip (0: none)
+                 device = "auto",  # `auto` (CUDA when present), `cpu` or `cuda`
+                 random_state = 42,  # seeds the weights, the shuffles and the split
+                 progress = True,  # show a progress bar over epochs
+                 callbacks = None,  # more skorch callbacks, e.g. tuning's pruning callback
+                ):
         self.hidden_sizes, self.dropout, self.lr, self.weight_decay = hidden_sizes, dropout, lr, weight_decay
         self.batch_size, self.max_epochs, self.patience, self.validation_fraction = batch_size, max_epochs, patience, validation_fraction
         self.lr_schedule, self.grad_clip, self.device, self.random_state, self.progress = lr_schedule, grad_clip, device, random_state, progress

@@ -88,7 +88,9 @@ class ModelPredictor:
 # %% ../nbs/08a_predictor.ipynb #a9291d62
 class PredictionInputError(ValueError):
     "Rows that cannot be scored; `problems` lists each one as {row, field, error}."
-    def __init__(self, problems: list[dict]):
+    def __init__(self,
+                 problems: list[dict],  # each problem as {row, field, error}
+                ):
         self.problems = problems
         shown = "; ".join(f"row {p['row']}: '{p['field']}' {p['error']}" if p["row"] is not None else f"'{p['field']}' {p['error']}"
                           for p in problems[:10])
@@ -120,8 +122,9 @@ def _text(v) -> str | float | None:
 # %% ../nbs/08a_predictor.ipynb #587be33b
 _NUMERIC = ("int", "float")
 
-def coerce_column(values, dtype: str,  # the schema's type: int, float, category, str, bool, datetime
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def coerce_column(values,  # the schema's type: int, float, category, str, bool, datetime
+                  dtype: str,  # the schema's type: int, float, category, str, bool, datetime
+                 ) -> tuple[np.ndarray, np.ndarray]:
     "`values` as the type the model was trained on (missing as NaN), and a mask of values that are not of it."
     if isinstance(values, pd.Categorical):  # a file's text column, dictionary-encoded by Arrow: text already
         if dtype in ("category", "str"):
@@ -232,9 +235,9 @@ def _check(predictor: ModelPredictor, columns: dict, index: list) -> tuple[dict,
 @dataclass
 class Predictions:
     "What a model said about some rows."
-    model: str | None
-    version: str | None
-    task: str
+    model: str | None  # the registered model's name
+    version: str | None  # its version
+    task: str  # `classification` or `regression`
     classes: list  # the data's own labels, in the order of the probability columns
     threshold: float | None  # binary: P(positive class) at or above it is the positive label
     index: list  # the scored rows' labels (DataFrame index, or position in a list)
@@ -242,7 +245,7 @@ class Predictions:
     probabilities: np.ndarray | None = None  # classification: rows × classes
     values: np.ndarray | None = None  # regression: the predicted value
     rejected: list[dict] = field(default_factory=list)  # rows left out: {row, field, error}
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # values the model did not see in training (new categories, out of range)
 
     def __len__(self): return len(self.index)
 
@@ -354,13 +357,13 @@ def predict(self: ModelPredictor,
 @dataclass
 class BatchSummary:
     "What `score_file` did."
-    rows: int
-    scored: int
-    rejected: int
-    seconds: float
-    output: Path
-    rejects: Path
-    warnings: list[str] = field(default_factory=list)
+    rows: int  # rows read
+    scored: int  # rows scored
+    rejected: int  # rows that could not be scored
+    seconds: float  # the run's time
+    output: Path  # the scored rows' file
+    rejects: Path  # the rejected rows' file
+    warnings: list[str] = field(default_factory=list)  # what the predictor warned about
 
     def __str__(self):
         rate = self.rows / self.seconds if self.seconds else 0
@@ -430,7 +433,7 @@ def _score_batch(predictor: ModelPredictor, batch, first: int, id_column: str | 
                      if isinstance(v, pd.Categorical) else pa.array(v, from_pandas=True) for c, v in table.items()}), rejects, result.warnings
 
 # %% ../nbs/08a_predictor.ipynb #52e43bb9
-def score_file(predictor: ModelPredictor,
+def score_file(predictor: ModelPredictor,  # the loaded model
                input: str | Path,  # a .csv or .parquet file
                output: str | Path,  # the scored rows, Parquet
                rejects: str | Path | None = None,  # rows that could not be scored, CSV (default: beside output)

@@ -28,7 +28,9 @@ __all__ = ['CATEGORICAL_DTYPES', 'IQRClipper', 'PandasOneHotEncoder', 'PandasOrd
 # %% ../nbs/03_preprocessing.ipynb #b4f3dc97
 class IQRClipper(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     "Clip numeric features to `factor` interquartile ranges beyond the quartiles learned in `fit`; missing values pass through."
-    def __init__(self, factor: float = 1.5):
+    def __init__(self,
+                 factor: float = 1.5,  # how many interquartile ranges beyond the quartiles a value may lie
+                ):
         self.factor = factor
 
     def fit(self, X, y=None):
@@ -65,7 +67,9 @@ class PandasOneHotEncoder(TransformerMixin, BaseEstimator):
 
     Levels are sorted and a missing value seen in `fit` is a level of its own; with `max_categories`, the rarest
     levels share one `<column>_infrequent_sklearn` column, which is also where a level unseen in `fit` goes (else nowhere)."""
-    def __init__(self, max_categories: int | None = None):
+    def __init__(self,
+                 max_categories: int | None = None,  # at most this many columns per input; the rarest levels share the last
+                ):
         self.max_categories = max_categories
 
     def _frame(self, X, reset: bool) -> pd.DataFrame:
@@ -231,7 +235,8 @@ def _as_str(X):
     "Categorical columns as object strings with NaN for missing (what the imputer and encoders expect)."
     return pd.DataFrame(X).astype(object).where(pd.DataFrame(X).notna(), np.nan)
 
-def numeric_steps(cfg: PreprocessingConfig) -> Pipeline:
+def numeric_steps(cfg: PreprocessingConfig,  # the config's `preprocessing` section
+                 ) -> Pipeline:
     "Impute, then clip outliers (if configured), then scale: the steps for number columns."
     steps = [("impute", SimpleImputer(strategy=cfg.numeric_impute, add_indicator=False, keep_empty_features=True))]
     if cfg.outliers == "iqr": steps.append(("clip", IQRClipper(factor=cfg.iqr_factor)))
@@ -239,7 +244,8 @@ def numeric_steps(cfg: PreprocessingConfig) -> Pipeline:
     return Pipeline(steps)
 
 # %% ../nbs/03_preprocessing.ipynb #18ce6de8
-def categorical_steps(cfg: PreprocessingConfig) -> Pipeline:
+def categorical_steps(cfg: PreprocessingConfig,  # the config's `preprocessing` section
+                     ) -> Pipeline:
     "Encode categories; a missing value is its own category (`constant`) or the most frequent one."
     if cfg.encoding == "onehot":
         encode = PandasOneHotEncoder(max_categories=cfg.max_categories)
@@ -250,7 +256,9 @@ def categorical_steps(cfg: PreprocessingConfig) -> Pipeline:
     return Pipeline([("as_str", FunctionTransformer(_as_str, feature_names_out="one-to-one")), ("impute", impute), ("encode", encode)])
 
 # %% ../nbs/03_preprocessing.ipynb #607de362
-def build_preprocessor(cfg: PreprocessingConfig, features: FeaturesConfig | None = None) -> ColumnTransformer:
+def build_preprocessor(cfg: PreprocessingConfig,  # the config's `preprocessing` section
+                       features: FeaturesConfig | None = None,  # the config's `features` section: declared numeric and categorical columns override the dtypes
+                      ) -> ColumnTransformer:
     "Impute, clip, scale numeric columns; impute and encode categorical ones; pandas output with feature names."
     features = features or FeaturesConfig()
     numeric = features.numeric if features.numeric is not None else make_column_selector(dtype_include="number", dtype_exclude="bool")

@@ -47,22 +47,28 @@ class ModelIntegrityError(RuntimeError):
     "A model file is outside `models/`, lacks its metadata, or does not match its recorded hash."
 
 # %% ../nbs/06a_registry.ipynb #83541849
-def problem_name(config: ExperimentConfig) -> str:
+def problem_name(config: ExperimentConfig,  # the experiment
+                ) -> str:
     "The problem a config belongs to: `experiment.problem`, else the data's name. It names the MLflow experiment and the registered model."
     return config.experiment.problem or data_name(config.data)
 
 # %% ../nbs/06a_registry.ipynb #e0f5b360
-def registered_name(config: ExperimentConfig, settings: Settings) -> str:
+def registered_name(config: ExperimentConfig,  # the experiment
+                    settings: Settings,  # the mode
+                   ) -> str:
     "The registered model of the config's problem in this mode (`churn`, or `churn__fast` in fast mode)."
     return settings.for_mode(problem_name(config))
 
 # %% ../nbs/06a_registry.ipynb #759ca463
-def model_dir(config: ExperimentConfig, settings: Settings) -> Path:
+def model_dir(config: ExperimentConfig,  # the experiment
+              settings: Settings,  # where `models/` is, and the mode
+             ) -> Path:
     "`models/<experiment>`; fast-mode models go beside it (`<experiment>__fast`) so they never replace a careful one."
     return settings.models_dir / settings.for_mode(config.experiment.name)
 
 # %% ../nbs/06a_registry.ipynb #4ac59358
-def input_schema(splits: Splits) -> dict[str, dict]:
+def input_schema(splits: Splits,  # the data split, with its schema and training inputs
+                ) -> dict[str, dict]:
     "Each model input's declared type (and nullability, range, levels) from the training schema, in the model's column order."
     declared = splits.dataset.schema.columns if splits.dataset.schema else {}
     X = splits.X["train"]
@@ -73,7 +79,8 @@ def input_schema(splits: Splits) -> dict[str, dict]:
     return out
 
 # %% ../nbs/06a_registry.ipynb #5408beef
-def git_state(root: Path) -> dict[str, str]:
+def git_state(root: Path,  # the project root
+             ) -> dict[str, str]:
     "The commit and whether the work tree has uncommitted changes (empty when not a git checkout)."
     def git(*args):
         done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
@@ -109,7 +116,12 @@ def _profile(column: pd.Series) -> dict:
     return out
 
 # %% ../nbs/06a_registry.ipynb #89b7e691
-def write_reference(model: Pipeline, splits: Splits, folder: Path, threshold: float | None = None, seed: int = 42):
+def write_reference(model: Pipeline,  # the fitted pipeline
+                    splits: Splits,  # the data split: training rows, validation rows
+                    folder: Path,  # the model's folder
+                    threshold: float | None = None,  # the decision threshold the model's labels use
+                    seed: int = 42,  # for the sample of training rows
+                   ):
     """What monitoring compares new rows with: `reference.parquet`, the training rows (a seeded sample of at most
     `REFERENCE_ROWS`), and `reference.json`, each input's profile and the model's predictions on the validation split."""
     X = splits.X["train"]
@@ -131,7 +143,9 @@ def write_reference(model: Pipeline, splits: Splits, folder: Path, threshold: fl
     _write_atomically(folder / "reference.json", lambda p: p.write_text(json.dumps(reference)))
 
 # %% ../nbs/06a_registry.ipynb #c3d2f1c8
-def save_model(model: Pipeline, config: ExperimentConfig, settings: Settings,
+def save_model(model: Pipeline,  # the fitted pipeline
+               config: ExperimentConfig,  # the experiment
+               settings: Settings,  # where `models/` is, and the mode
                splits: Splits,  # the data the model was trained on: its schema, labels and rows are recorded
                metrics: dict[str, float],  # CV, validation and test metrics
                threshold: float | None = None,  # binary: the cut-off chosen on the validation split
@@ -165,7 +179,7 @@ def _in_project(path: Path | str, settings: Settings) -> Path:
     return (path if path.is_absolute() else settings.root / path).resolve()
 
 def load_model(path: Path | str,  # a model's folder (or its model.joblib), relative to the project root or absolute
-               settings: Settings | None = None,
+               settings: Settings | None = None,  # where `models/` is (default: `get_settings()`)
               ) -> tuple[Pipeline, dict]:
     "The pipeline and metadata saved by `save_model`, after checking the folder lies under `models/` and the file matches its SHA-256."
     settings = settings or get_settings()
@@ -184,7 +198,9 @@ def load_model(path: Path | str,  # a model's folder (or its model.joblib), rela
     return joblib.load(artefact), metadata
 
 # %% ../nbs/06a_registry.ipynb #b2e08ad5
-def publish_model(staging: Path, folder: Path):
+def publish_model(staging: Path,  # the folder the run saved into
+                  folder: Path,  # the model's final folder
+                 ):
     "Move a model saved in `staging` to `folder`, replacing what was there only now (when the run that made it has finished)."
     old = folder.with_name(f".{folder.name}.replaced-{os.getpid()}")
     if folder.exists(): os.replace(folder, old)
@@ -192,7 +208,8 @@ def publish_model(staging: Path, folder: Path):
     shutil.rmtree(old, ignore_errors=True)
 
 # %% ../nbs/06a_registry.ipynb #83b5e892
-def recorded_rows(folder: Path) -> dict[str, list]:
+def recorded_rows(folder: Path,  # a saved model's folder
+                 ) -> dict[str, list]:
     "The row labels of each split the model in `folder` was trained and evaluated on."
     path = Path(folder) / "splits.json"
     if not path.is_file(): raise ModelIntegrityError(f"{folder} records no split (no splits.json): train it again to evaluate it on its own rows")
@@ -204,7 +221,9 @@ def _quiet_mlflow():
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for chatty in ("alembic", "mlflow.pyfunc", "mlflow.models"): logging.getLogger(chatty).setLevel(logging.WARNING)
 
-def use_mlflow(settings: Settings, experiment: str):
+def use_mlflow(settings: Settings,  # the tracking URI and artefact root
+               experiment: str,  # the MLflow experiment (the problem's name)
+              ):
     "Point MLflow at the settings' tracking URI and select (or create) `experiment`; return the mlflow module."
     import mlflow
     from filelock import FileLock
@@ -231,7 +250,9 @@ def _alive(pid: int) -> bool:
     except PermissionError: return True
     return True
 
-def fail_orphaned_runs(settings: Settings, experiment: str) -> list[str]:
+def fail_orphaned_runs(settings: Settings,  # the tracking URI
+                       experiment: str,  # the MLflow experiment to look in
+                      ) -> list[str]:
     "Close as FAILED the RUNNING runs of `experiment` whose process is gone (same host) or whose heartbeat stopped; return their ids."
     from mlflow.tracking import MlflowClient
     client = MlflowClient(settings.mlflow_tracking_uri)
@@ -268,11 +289,13 @@ def _heartbeat(settings: Settings, run_id: str):
     finally: stop.set()
 
 @contextlib.contextmanager
-def tracked_run(settings: Settings, experiment: str,  # the MLflow experiment: the problem's name
-                run_name: str | None = None,
+def tracked_run(settings: Settings,  # the MLflow experiment: the problem's name
+                experiment: str,  # the MLflow experiment: the problem's name
+                run_name: str | None = None,  # the run's name
                 run_id: str | None = None,  # resume this run (papermill hands one run to the notebooks)
                 parent_run_id: str | None = None,  # nest under this run (a tuning study's trials and refit)
-                tags: dict[str, str] | None = None):
+                tags: dict[str, str] | None = None,  # tags set when the run starts
+               ):
     """An MLflow run from start to end: on an error it is tagged with it and closed as FAILED (KILLED on Ctrl-C or SIGTERM), then
     the error goes on. Runs of this experiment that a killed process left RUNNING are closed as FAILED first."""
     mlflow = use_mlflow(settings, experiment)
@@ -290,7 +313,8 @@ def tracked_run(settings: Settings, experiment: str,  # the MLflow experiment: t
 MLFLOW_MODEL_CODE = Path(ml_project.__file__).parent / "mlflow_model.py"
 _SIGNATURE_TYPES = {"int": "long", "float": "double", "category": "string", "str": "string", "bool": "boolean", "datetime": "datetime"}
 
-def model_signature(metadata: dict):
+def model_signature(metadata: dict,  # a saved model's `metadata.json`
+                   ):
     "The MLflow signature of a saved model: its inputs with their training types, and what `ModelPredictor` returns."
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
@@ -309,7 +333,9 @@ def _registered_tag(client, name: str, key: str) -> str | None:
     try: return client.get_registered_model(name).tags.get(key)
     except Exception: return None  # not registered yet
 
-def check_selection_metric(config: ExperimentConfig, settings: Settings):
+def check_selection_metric(config: ExperimentConfig,  # the experiment about to be registered
+                           settings: Settings,  # the tracking URI and the mode
+                          ):
     "Refuse a config whose selection metric differs from its problem's: one registered model is judged by one metric."
     from mlflow.tracking import MlflowClient
     name, metric = registered_name(config, settings), config.selection_metric
@@ -327,7 +353,7 @@ def _plain(example: pd.DataFrame | None) -> pd.DataFrame | None:
 
 def register_model(folder: Path,  # a saved model (see `save_model`), logged to the active MLflow run
                    name: str,  # the registered model, e.g. `churn` or `churn__fast`
-                   settings: Settings,
+                   settings: Settings,  # the tracking URI
                    example: pd.DataFrame | None = None,  # a few input rows for the logged model's example
                   ) -> str:
     "Log the saved model to the active run as an MLflow pyfunc model, register it under `name` and tag its hash; return the version."
@@ -353,13 +379,18 @@ def register_model(folder: Path,  # a saved model (see `save_model`), logged to 
     return version
 
 # %% ../nbs/06a_registry.ipynb #3b5d14cc
-def withdraw_version(name: str, version: str, settings: Settings):
+def withdraw_version(name: str,  # the registered model
+                     version: str,  # the version to delete
+                     settings: Settings,  # the tracking URI
+                    ):
     "Delete a version whose run failed after registering it: the registry never points at a run that did not finish."
     from mlflow.tracking import MlflowClient
     with contextlib.suppress(Exception): MlflowClient(settings.mlflow_tracking_uri).delete_model_version(name, version)
 
 # %% ../nbs/06a_registry.ipynb #a0dfcae4
-def current_champion(name: str, settings: Settings) -> str | None:
+def current_champion(name: str,  # the registered model
+                     settings: Settings,  # the tracking URI
+                    ) -> str | None:
     "The version the `champion` alias of `name` points at now, or None."
     from mlflow.tracking import MlflowClient
     try: return str(MlflowClient(settings.mlflow_tracking_uri).get_model_version_by_alias(name, "champion").version)
@@ -369,17 +400,19 @@ def current_champion(name: str, settings: Settings) -> str | None:
 @dataclass(frozen=True)
 class ModelRef:
     "A model named by folder, or by registered name with an alias or a version."
-    name: str | None = None
-    alias: str | None = None
-    version: str | None = None
-    path: Path | None = None
+    name: str | None = None  # a registered model
+    alias: str | None = None  # its alias (`champion`, `challenger`)
+    version: str | None = None  # or a version of it
+    path: Path | None = None  # or a folder under `models/`
 
     def __str__(self):
         if self.path is not None: return str(self.path)
         return f"{self.name}:{self.version}" if self.version else f"{self.name}@{self.alias}"
 
 # %% ../nbs/06a_registry.ipynb #8c30d1f7
-def parse_model_ref(ref: str | Path, settings: Settings) -> ModelRef:
+def parse_model_ref(ref: str | Path,  # `churn`, `churn@challenger`, `churn:3`, or a folder
+                    settings: Settings,  # the project root, for a relative folder
+                   ) -> ModelRef:
     "`churn` (its champion), `churn@<alias>`, `churn:<version>`, or a folder (absolute, or from the project root)."
     text = str(ref)
     if isinstance(ref, Path) or "/" in text or os.sep in text or _in_project(text, settings).exists():
@@ -406,7 +439,9 @@ def _version(client, ref: ModelRef):
         raise ModelIntegrityError(f"no model {ref} in the registry" + (f" (versions {known}, aliases {aliases})" if known else
                                   f": '{ref.name}' has no registered versions; train one with `ml-project train`")) from None
 
-def fetch_model(ref: str | Path | ModelRef, settings: Settings | None = None) -> tuple[Path, dict]:
+def fetch_model(ref: str | Path | ModelRef,  # what `parse_model_ref` reads, or its result
+                settings: Settings | None = None,  # the tracking URI and `models/` (default: `get_settings()`)
+               ) -> tuple[Path, dict]:
     "A local folder holding the model `ref` names, its file checked against the recorded hash; and {name, version} for a registry model."
     from mlflow.artifacts import download_artifacts
     from mlflow.tracking import MlflowClient
@@ -436,18 +471,21 @@ def fetch_model(ref: str | Path | ModelRef, settings: Settings | None = None) ->
 @dataclass
 class Promotion:
     "The champion decision for one version, and its evidence."
-    version: str
-    promoted: bool
-    metric: str
+    version: str  # the challenger's version
+    promoted: bool  # whether it became the champion
+    metric: str  # the selection metric
     compared_on: str  # "cv", "validation", or "none" (no champion yet, or nothing to compare on)
-    challenger: float | None = None
-    champion: float | None = None
-    champion_version: str | None = None
-    rows: int = 0
-    reason: str = ""
+    challenger: float | None = None  # the challenger's score
+    champion: float | None = None  # the champion's score on the same rows or folds
+    champion_version: str | None = None  # the champion it was compared with
+    rows: int = 0  # how many rows (or training rows, for CV) the comparison used
+    reason: str = ""  # the decision in words, as tagged on the version
 
 # %% ../nbs/06a_registry.ipynb #e8c086b2
-def better(metric: str, challenger: float, champion: float) -> bool:
+def better(metric: str,  # the selection metric
+           challenger: float,  # the new version's score
+           champion: float,  # the champion's score
+          ) -> bool:
     "Strictly better on `metric` (lower for losses and errors); a tie is not better."
     return challenger < champion if lower_is_better(metric) else challenger > champion
 
@@ -479,7 +517,8 @@ def _judge(name: str, held: str, client, settings: Settings, challenger: dict, s
     return Promotion(version, better(metric, ours, theirs), metric, "validation", ours, theirs, held, rows)
 
 # %% ../nbs/06a_registry.ipynb #377b9309
-def promote(name: str, settings: Settings,
+def promote(name: str,  # the registered model
+            settings: Settings,  # the tracking URI and `models/`
             challenger: dict,  # the new version's metadata (`save_model`'s) with its registry `version`
             score_champion: Callable[[Pipeline, dict], float] | None = None,  # scores a loaded champion on the challenger's validation split
            ) -> Promotion:
@@ -513,7 +552,11 @@ def _decide(name: str, version: str, client, settings: Settings, challenger: dic
     return decision
 
 # %% ../nbs/06a_registry.ipynb #9751f704
-def compare_runs(experiment: str, settings: Settings, metrics: list[str] | None = None, status: str = "FINISHED") -> pd.DataFrame:
+def compare_runs(experiment: str,  # the MLflow experiment (the problem)
+                 settings: Settings,  # the tracking URI
+                 metrics: list[str] | None = None,  # metric names to keep (default: all)
+                 status: str = "FINISHED",  # only runs with this status
+                ) -> pd.DataFrame:
     "One row per run of an MLflow experiment: name, mode, model, and its CV, validation and test metrics, newest first."
     import mlflow
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)

@@ -55,7 +55,9 @@ __all__ = ['log', 'access_log', 'ROLES', 'ENDPOINTS', 'LOCAL_HOSTS', 'row_model'
 # %% ../nbs/09_serving.ipynb #c96b3ac0
 _JSON_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "datetime": str}
 
-def row_model(schema: dict, example: dict | None = None) -> type:
+def row_model(schema: dict,  # the model's input schema (`input_schema`)
+              example: dict | None = None,  # a row shown as the example in `/docs`
+             ) -> type:
     """A pydantic-checked TypedDict of one input row from a model's training schema: types, allowed categories, null for
     missing, nothing else. Rows validate to plain dicts, as the predictor takes them: no model objects to build and dump."""
     fields = {}
@@ -67,7 +69,8 @@ def row_model(schema: dict, example: dict | None = None) -> type:
     return with_config(ConfigDict(extra="forbid", json_schema_extra=extra))(TypedDict("Row", fields))
 
 # %% ../nbs/09_serving.ipynb #f96ceb1b
-def example_row(predictor: ModelPredictor) -> dict:
+def example_row(predictor: ModelPredictor,  # the loaded model
+               ) -> dict:
     "A row of the model's training data (recorded when it was saved), or one made from its schema for a model saved before that."
     recorded = predictor.metadata.get("example")
     if recorded: return recorded
@@ -75,7 +78,9 @@ def example_row(predictor: ModelPredictor) -> dict:
     return {name: spec["allowed"][0] if spec.get("allowed") else spec.get("min", made[spec["dtype"]]) for name, spec in predictor.schema.items()}
 
 # %% ../nbs/09_serving.ipynb #3cc78d32
-def batch_model(row: type, max_rows: int) -> type:
+def batch_model(row: type,  # `row_model`'s result
+                max_rows: int,  # the most rows a request may hold (`serve_max_rows`)
+               ) -> type:
     "A request of 1 to `max_rows` rows."
     rows = Annotated[list[row], Field(min_length=1, max_length=max_rows, description=f"1 to {max_rows} rows")]
     return with_config(ConfigDict(extra="forbid"))(TypedDict("PredictRequest", {"rows": rows}))
@@ -86,17 +91,20 @@ ROLES = ("predict", "admin")
 @dataclass(frozen=True)
 class ApiKey:
     "A stored key: its id (logged instead of the key), its roles, and the SHA-256 of the key."
-    key_id: str
-    roles: frozenset
-    digest: str
+    key_id: str  # the key's name, shown in the log
+    roles: frozenset  # what it may do
+    digest: str  # the key's SHA-256
 
 # %% ../nbs/09_serving.ipynb #5d6a1724
-def key_digest(key: str) -> str:
+def key_digest(key: str,  # the key as a client sends it
+              ) -> str:
     "What the keys file stores for a key: its SHA-256, never the key."
     return hashlib.sha256(key.encode()).hexdigest()
 
 # %% ../nbs/09_serving.ipynb #3faafc28
-def parse_api_keys(text: str, where: str) -> list[ApiKey]:
+def parse_api_keys(text: str,  # the keys file's content
+                   where: str,  # the file or variable it came from, for messages
+                  ) -> list[ApiKey]:
     "Lines of `<key id> <roles, comma-separated> <sha256 hex>`; blank lines and # comments skipped."
     keys = []
     for n, line in enumerate(text.splitlines(), 1):
@@ -109,7 +117,8 @@ def parse_api_keys(text: str, where: str) -> list[ApiKey]:
     return keys
 
 # %% ../nbs/09_serving.ipynb #c094e5d0
-def load_api_keys(settings: Settings) -> list[ApiKey]:
+def load_api_keys(settings: Settings,  # gives `api_keys`
+                 ) -> list[ApiKey]:
     "The service's keys from `settings.api_keys` (`file:<path>` or `env:<VARIABLE>`); none when it is empty."
     spec = settings.api_keys.strip()
     if not spec: return []
@@ -124,7 +133,10 @@ def load_api_keys(settings: Settings) -> list[ApiKey]:
     raise ConfigError(f"api_keys must be 'file:<path>' or 'env:<VARIABLE>', got {spec!r}")
 
 # %% ../nbs/09_serving.ipynb #cf4eb2c9
-def add_api_key(path: Path, key_id: str, roles: list[str]) -> str:
+def add_api_key(path: Path,  # the keys file (created if missing)
+                key_id: str,  # a name for the key, shown in the log
+                roles: list[str],  # what the key may do: `predict`, `admin`
+               ) -> str:
     "Make a new key, store its hash as a line of `path` (created owner-only), and return the key: it is shown only this once."
     if not set(roles) <= set(ROLES): raise ValueError(f"roles must be among {ROLES}, got {roles}")
     if " " in key_id or not key_id: raise ValueError(f"a key id is one word, got {key_id!r}")
@@ -135,7 +147,9 @@ def add_api_key(path: Path, key_id: str, roles: list[str]) -> str:
     return key
 
 # %% ../nbs/09_serving.ipynb #10ed0c3b
-def authenticate(keys: list[ApiKey], header: str | None) -> ApiKey | None:
+def authenticate(keys: list[ApiKey],  # the stored keys
+                 header: str | None,  # the request's `Authorization` header
+                ) -> ApiKey | None:
     "The stored key an `Authorization: Bearer` header presents, or None; every stored hash is compared, in constant time."
     if not header or not header.startswith("Bearer "): return None
     presented, found = key_digest(header[7:].strip()), None
@@ -146,9 +160,13 @@ def authenticate(keys: list[ApiKey], header: str | None) -> ApiKey | None:
 # %% ../nbs/09_serving.ipynb #1fae6f2b
 class PredictionLog:
     "Append-only JSON-lines log of predictions for one process: buffered, flushed by a thread, rotated by size or day."
-    def __init__(self, folder: Path, rotate_mb: int = 64, flush_ms: int = 1000,
+    def __init__(self,
+                 folder: Path,  # where the log files go
+                 rotate_mb: int = 64,  # start a new file at this size (or at midnight)
+                 flush_ms: int = 1000,  # write buffered records at least this often
                  pii: list[str] = (),  # input fields to hash or drop
-                 pii_mode: str = "hash"):  # "hash" (salted HMAC) or "drop"
+                 pii_mode: str = "hash",  # "hash" (salted HMAC) or "drop"
+                ):
         self.folder, self.rotate_bytes, self.flush_seconds = Path(folder), rotate_mb << 20, flush_ms / 1000
         self.pii, self.pii_mode = set(pii), pii_mode
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -229,7 +247,8 @@ def _read_log_file(path: Path) -> pd.DataFrame:
             with contextlib.suppress(orjson.JSONDecodeError): rows.append(orjson.loads(line))
         return pd.json_normalize(rows, sep=".")
 
-def read_prediction_log(folder: Path | str) -> pd.DataFrame:
+def read_prediction_log(folder: Path | str,  # the prediction log's folder (`prediction_log_dir`)
+                       ) -> pd.DataFrame:
     "Every record under `folder` as one table (inputs and outputs as `inputs.<field>`, `outputs.<field>`), oldest first; a line cut by a kill is skipped."
     parts = [_read_log_file(path) for path in sorted(Path(folder).rglob("predictions-*.jsonl"))]
     parts = [p for p in parts if len(p)]
@@ -272,7 +291,9 @@ def metrics_text() -> bytes:
     return generate_latest(REGISTRY)
 
 # %% ../nbs/09_serving.ipynb #4ae03eca
-def observe_many(histogram, values):
+def observe_many(histogram,  # a Prometheus histogram (or one of its labelled children)
+                 values,  # the values to count
+                ):
     "`histogram.observe` for each of `values` (NaN skipped), as one increment per bucket: a 1,000-row request costs one call, not 1,000."
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
@@ -289,11 +310,11 @@ def observe_many(histogram, values):
 @dataclass
 class Served:
     "What the service is serving: the predictor and the request models built from its schema."
-    predictor: ModelPredictor
+    predictor: ModelPredictor  # the loaded model
     row: type  # the TypedDict of one row
-    single: TypeAdapter
-    batch: TypeAdapter
-    loaded_at: str
+    single: TypeAdapter  # validates one row
+    batch: TypeAdapter  # validates a request of rows
+    loaded_at: str  # when it was loaded
 
 def _served(predictor: ModelPredictor, max_rows: int) -> Served:
     row = row_model(predictor.schema, example_row(predictor))
@@ -310,7 +331,12 @@ def _detail(error: ValidationError, prefix: tuple) -> list[dict]:
 # %% ../nbs/09_serving.ipynb #188f68b7
 class Service:
     "The state of one serving process: what it serves, its keys, its log, and how it follows the model."
-    def __init__(self, model: str, settings: Settings, keys: list[ApiKey] | None = None, prediction_log: PredictionLog | None = None):
+    def __init__(self,
+                 model: str,  # what to serve, as `create_app` takes it
+                 settings: Settings,  # paths, tracking, limits
+                 keys: list[ApiKey] | None = None,  # API keys (default: from the settings)
+                 prediction_log: PredictionLog | None = None,  # where requests are logged
+                ):
         self.model, self.settings = model, settings
         self.keys = load_api_keys(settings) if keys is None else keys
         self.ref = parse_model_ref(model, settings)
@@ -420,7 +446,10 @@ class Observed:
     """ASGI middleware around every request: its id (`X-Request-ID`, the client's or a new one), the body size limit
     (413, counted as the body arrives, so a chunked body is stopped too), Prometheus counts and latency, the JSON access
     log, and a 500 for an unexpected error. Plain ASGI: Starlette's `BaseHTTPMiddleware` costs a task per request."""
-    def __init__(self, app, max_body_mb: int = 10):
+    def __init__(self,
+                 app,  # the ASGI app to wrap
+                 max_body_mb: int = 10,  # refuse bodies larger than this (413)
+                ):
         self.app, self.max_body_mb, self.limit = app, max_body_mb, max_body_mb << 20
 
     async def __call__(self, scope, receive, send):
@@ -470,8 +499,11 @@ class Observed:
                                           "client": client[0] if client else None}).decode())
 
 # %% ../nbs/09_serving.ipynb #a1b485c4
-def create_app(model: str, settings: Settings | None = None, keys: list[ApiKey] | None = None,
-               prediction_log: PredictionLog | None = None) -> FastAPI:
+def create_app(model: str,  # `churn` (its champion, followed), `churn@alias`, `churn:3` or a folder
+               settings: Settings | None = None,  # paths, tracking, limits (default: `get_settings()`)
+               keys: list[ApiKey] | None = None,  # API keys (default: from `settings.api_keys`)
+               prediction_log: PredictionLog | None = None,  # where requests are logged (default: `prediction_log_dir`)
+              ) -> FastAPI:
     "The service as a FastAPI app: `model` is a registered name (its champion, followed), `name@alias`, `name:version` or a folder."
     settings = settings or get_settings()
     service = Service(model, settings, keys, prediction_log)
@@ -549,9 +581,15 @@ def app_from_environment() -> FastAPI:
     return app
 
 # %% ../nbs/09_serving.ipynb #56d0d6a9
-def serve(model: str, settings: Settings | None = None, host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
-          ssl_certfile: str | None = None, ssl_keyfile: str | None = None,
-          insecure: bool = False):  # allow a non-local address without API keys
+def serve(model: str,  # what to serve, as `create_app` takes it
+          settings: Settings | None = None,  # paths, tracking, limits (default: `get_settings()`)
+          host: str = "127.0.0.1",  # the address to bind; beyond localhost, API keys are required
+          port: int = 8080,  # the port
+          workers: int = 1,  # uvicorn worker processes
+          ssl_certfile: str | None = None,  # TLS certificate (PEM)
+          ssl_keyfile: str | None = None,  # TLS private key (PEM)
+          insecure: bool = False,  # allow a non-local address without API keys
+         ):
     "Serve `model` with uvicorn until stopped."
     import tempfile as _tempfile
     import uvicorn

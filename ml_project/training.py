@@ -32,13 +32,16 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'set_seeds', 'fast_caps', 'scorers', 'cv_splitter', 'cross_validate_model', 'cv_plan', 'train_model']
 
 # %% ../nbs/06_training.ipynb #2f7399fd
-def set_seeds(seed: int):
+def set_seeds(seed: int,  # the settings' seed
+             ):
     "Seed Python and NumPy (and torch when it is loaded)."
     random.seed(seed); np.random.seed(seed)
     if "torch" in sys.modules: sys.modules["torch"].manual_seed(seed)
 
 # %% ../nbs/06_training.ipynb #032a8b0a
-def fast_caps(config: ExperimentConfig, settings: Settings) -> ExperimentConfig:
+def fast_caps(config: ExperimentConfig,  # the experiment
+              settings: Settings,  # the mode and `fast_max_epochs`
+             ) -> ExperimentConfig:
     "In fast mode, cap a neural net's epochs at `fast_max_epochs`; otherwise the config as it is."
     if not settings.fast or config.model.type != "mlp": return config
     return with_model_params(config, {**config.model.params,
@@ -47,7 +50,10 @@ def fast_caps(config: ExperimentConfig, settings: Settings) -> ExperimentConfig:
 # %% ../nbs/06_training.ipynb #4fcdad20
 _MULTICLASS = {"f1": "f1_macro", "precision": "precision_macro", "recall": "recall_macro", "roc_auc": "roc_auc_ovr"}
 
-def scorers(metrics: list[str], task: str, n_classes: int = 2) -> dict[str, str]:
+def scorers(metrics: list[str],  # the config's `training.metrics`
+            task: str,  # `classification` or `regression`
+            n_classes: int = 2,  # classes in the target: more than two gives macro averages
+           ) -> dict[str, str]:
     "Config metric name → scikit-learn scorer name (macro averages for more than two classes)."
     table = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
     names = {m: table[m] for m in metrics}
@@ -55,13 +61,20 @@ def scorers(metrics: list[str], task: str, n_classes: int = 2) -> dict[str, str]
     return names
 
 # %% ../nbs/06_training.ipynb #f5560b23
-def cv_splitter(config: ExperimentConfig, folds: int, seed: int):
+def cv_splitter(config: ExperimentConfig,  # the task decides stratification
+                folds: int,  # how many folds
+                seed: int,  # for the shuffle
+               ):
     "Shuffled K folds, stratified for classification."
     cls = StratifiedKFold if config.data.task == "classification" else KFold
     return cls(n_splits=folds, shuffle=True, random_state=seed)
 
 # %% ../nbs/06_training.ipynb #d1552497
-def cross_validate_model(config: ExperimentConfig, X: pd.DataFrame, y: pd.Series, settings: Settings) -> pd.DataFrame:
+def cross_validate_model(config: ExperimentConfig,  # the experiment: pipeline, metrics, folds
+                         X: pd.DataFrame,  # the training split's inputs
+                         y: pd.Series,  # the training split's encoded target
+                         settings: Settings,  # mode (folds) and seed
+                        ) -> pd.DataFrame:
     "Per-fold scores of a fresh pipeline for each fold (every fitted step sees only its training fold); each fold logged as it ends."
     names = scorers(config.training.metrics, config.data.task, y.nunique())
     n_folds, rows = cv_folds(config, settings), []
@@ -74,14 +87,21 @@ def cross_validate_model(config: ExperimentConfig, X: pd.DataFrame, y: pd.Series
     return folds
 
 # %% ../nbs/06_training.ipynb #f08dc3c7
-def cv_plan(config: ExperimentConfig, settings: Settings, splits: Splits) -> dict:
+def cv_plan(config: ExperimentConfig,  # the experiment
+            settings: Settings,  # mode and seed
+            splits: Splits,  # the data split (its raw MD5 and training rows)
+           ) -> dict:
     "What makes two cross-validations comparable: the raw data, the training rows, the splitter, its folds and seed."
     rows = hashlib.md5(json.dumps(splits.X["train"].index.tolist()).encode()).hexdigest()
     return {"data_md5": splits.dataset.md5, "train_rows_md5": rows, "splitter": type(cv_splitter(config, 2, 0)).__name__,
             "folds": cv_folds(config, settings), "seed": settings.seed}
 
 # %% ../nbs/06_training.ipynb #75d8e51f
-def train_model(X_train: pd.DataFrame, y_train: pd.Series, config: ExperimentConfig, settings: Settings | None = None) -> Pipeline:
+def train_model(X_train: pd.DataFrame,  # the training split's inputs
+                y_train: pd.Series,  # the training split's encoded target
+                config: ExperimentConfig,  # the experiment
+                settings: Settings | None = None,  # mode and seed (default: `get_settings()`)
+               ) -> Pipeline:
     "Fit the config's pipeline on the training split."
     settings = settings or get_settings()
     return single_threaded_prediction(build_pipeline(config, settings.seed).fit(X_train, y_train))

@@ -47,7 +47,9 @@ def _labels(p: SearchParam) -> list:
     "What Optuna stores for each choice: plain values as they are, a list or mapping (layer sizes) as its JSON text."
     return [json.dumps(c) if isinstance(c, (list, dict)) else c for c in p.choices]
 
-def suggest_params(trial: optuna.Trial, space: dict[str, SearchParam]) -> dict:
+def suggest_params(trial: optuna.Trial,  # the Optuna trial
+                   space: dict[str, SearchParam],  # the config's `tuning.search_space`
+                  ) -> dict:
     "Draw one value per parameter of `space` from `trial`."
     params = {}
     for name, p in space.items():
@@ -57,7 +59,9 @@ def suggest_params(trial: optuna.Trial, space: dict[str, SearchParam]) -> dict:
     return params
 
 # %% ../nbs/08_tuning.ipynb #ddf32665
-def decode_params(params: dict, space: dict[str, SearchParam]) -> dict:
+def decode_params(params: dict,  # a trial's `params`
+                  space: dict[str, SearchParam],  # the search space they came from
+                 ) -> dict:
     "A trial's stored parameters as model params (a list choice back from its JSON text)."
     def value(name, v):
         p = space.get(name)
@@ -72,7 +76,10 @@ class PerTrialSeed(optuna.samplers.BaseSampler):
     """`sampler_class` seeded afresh for each trial with `seed` + the trial's number.
 
     One worker's study replays exactly; workers in parallel (trial numbers are unique) never draw the same points."""
-    def __init__(self, sampler_class: type[optuna.samplers.BaseSampler], seed: int):
+    def __init__(self,
+                 sampler_class: type[optuna.samplers.BaseSampler],  # the Optuna sampler to seed
+                 seed: int,  # the study's seed: trial n draws from seed + n
+                ):
         self.sampler_class, self.seed, self._samplers = sampler_class, seed, {}
 
     def _for(self, trial) -> optuna.samplers.BaseSampler:
@@ -87,30 +94,36 @@ class PerTrialSeed(optuna.samplers.BaseSampler):
     def __repr__(self): return f"{self.sampler_class.__name__}(seed={self.seed} + trial number)"
 
 # %% ../nbs/08_tuning.ipynb #297b0938
-def make_sampler(config: ExperimentConfig, seed: int) -> optuna.samplers.BaseSampler:
+def make_sampler(config: ExperimentConfig,  # gives `tuning.sampler`
+                 seed: int,  # the settings' seed
+                ) -> optuna.samplers.BaseSampler:
     "The config's sampler (TPE or random), named rather than Optuna's default, seeded per trial so parallel workers stay reproducible."
     return PerTrialSeed(optuna.samplers.RandomSampler if config.tuning.sampler == "random" else optuna.samplers.TPESampler, seed)
 
 # %% ../nbs/08_tuning.ipynb #9a849669
-def make_pruner(config: ExperimentConfig) -> optuna.pruners.BasePruner:
+def make_pruner(config: ExperimentConfig,  # gives `tuning.pruner`
+               ) -> optuna.pruners.BasePruner:
     "Median: stop a trial that trails the median of finished trials at the same fold (and round), after 5 trials and 50 rounds."
     if config.tuning.pruner == "median": return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=50)
     if config.tuning.pruner == "hyperband": return optuna.pruners.HyperbandPruner(min_resource=10, max_resource=ROUND_STEP)
     return optuna.pruners.NopPruner()
 
 # %% ../nbs/08_tuning.ipynb #4e982dad
-def tuning_metric(config: ExperimentConfig) -> str:
+def tuning_metric(config: ExperimentConfig,  # the experiment
+                 ) -> str:
     "What the search optimises: `tuning.metric`, else the config's primary metric."
     return config.tuning.metric or config.primary_metric
 
 # %% ../nbs/08_tuning.ipynb #5e957843
-def default_storage(settings: Settings) -> str:
+def default_storage(settings: Settings,  # where `runs/` is
+                   ) -> str:
     "The study database when none is given: SQLite in `runs/optuna.db`, so an interrupted search resumes."
     settings.runs_dir.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{settings.runs_dir / 'optuna.db'}"
 
 # %% ../nbs/08_tuning.ipynb #8a21ec01
-def make_storage(url: str) -> optuna.storages.BaseStorage:
+def make_storage(url: str,  # an SQLAlchemy URL (`sqlite:///...`, `postgresql+psycopg://...`) or `journal:<file>`
+                ) -> optuna.storages.BaseStorage:
     "`journal:<file>` → Optuna's journal file; anything else is an SQLAlchemy URL, with a heartbeat for crashed workers."
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
@@ -130,12 +143,17 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
             time.sleep(0.5 + attempt)
 
 # %% ../nbs/08_tuning.ipynb #71709991
-def study_name(config: ExperimentConfig, settings: Settings) -> str:
+def study_name(config: ExperimentConfig,  # the experiment
+               settings: Settings,  # the mode
+              ) -> str:
     "The Optuna study of a config in this mode (`churn_xgboost`, or `churn_xgboost__fast`): resuming finds it by this name."
     return settings.for_mode(config.experiment.name)
 
 # %% ../nbs/08_tuning.ipynb #1716958c
-def open_study(config: ExperimentConfig, settings: Settings, storage: str | None = None) -> optuna.Study:
+def open_study(config: ExperimentConfig,  # the experiment with a `tuning` section
+               settings: Settings,  # mode and seed
+               storage: str | None = None,  # the study's database (default: `default_storage`)
+              ) -> optuna.Study:
     "Create the config's study, or load it to resume (named after the experiment, and `__fast` in fast mode)."
     if config.tuning is None: raise ValueError(f"{config.experiment.name}: the config has no tuning section")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # trials are logged by the progress bar and MLflow
@@ -146,7 +164,8 @@ def open_study(config: ExperimentConfig, settings: Settings, storage: str | None
 # %% ../nbs/08_tuning.ipynb #b5bbfc19
 def _worker_id() -> str: return f"{socket.gethostname()}:{os.getpid()}"
 
-def fail_orphaned_trials(study: optuna.Study) -> list[int]:
+def fail_orphaned_trials(study: optuna.Study,  # the study to clean up
+                        ) -> list[int]:
     "Mark failed the RUNNING trials whose worker is gone; return their numbers."
     storage = study._storage
     if isinstance(storage, optuna.storages.RDBStorage): optuna.storages.fail_stale_trials(study)
@@ -171,7 +190,11 @@ class _Reporter:
         self.trial.report(self.sign * float(loss), self.fold * ROUND_STEP + step)
         if self.trial.should_prune(): raise optuna.TrialPruned(f"fold {self.fold}, round {step}")
 
-def round_callbacks(config: ExperimentConfig, trial: optuna.Trial, fold: int, maximise: bool) -> dict:
+def round_callbacks(config: ExperimentConfig,  # the model type decides XGBoost or MLP
+                    trial: optuna.Trial,  # the trial to report to
+                    fold: int,  # the fold being fitted
+                    maximise: bool,  # whether the study maximises (losses are negated then)
+                   ) -> dict:
     "Model params that make XGBoost (after 10, 20, 40, ... rounds) or the MLP (after 1, 2, 4, ... epochs) report its validation loss to `trial`."
     if config.model.type == "xgboost":
         import xgboost as xgb
@@ -196,7 +219,12 @@ def _hold(trial: optuna.Trial):
     gate = os.environ.get(TRIAL_GATE)
     while gate and trial.number >= 1 and os.path.exists(gate): time.sleep(0.1)
 
-def objective(config: ExperimentConfig, settings: Settings, X: pd.DataFrame, y: pd.Series, n_threads: int | None = None):
+def objective(config: ExperimentConfig,  # the experiment and its search space
+              settings: Settings,  # mode (folds) and seed
+              X: pd.DataFrame,  # the training split's inputs
+              y: pd.Series,  # its encoded target
+              n_threads: int | None = None,  # threads per fit (default: the model's own setting)
+             ):
     "The function Optuna calls: the mean CV score of the config's pipeline with the trial's parameters."
     metric = tuning_metric(config)
     scorer = get_scorer(scorers([metric], config.data.task, y.nunique())[metric])
@@ -226,7 +254,11 @@ _RUN_STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", Tri
 
 class TrialLogger:
     "An Optuna callback: log each finished trial as a child of MLflow run `parent_run_id`."
-    def __init__(self, tracking_uri: str, parent_run_id: str, metric: str):
+    def __init__(self,
+                 tracking_uri: str,  # MLflow's store
+                 parent_run_id: str,  # the study's run
+                 metric: str,  # the tuned metric's name
+                ):
         self.tracking_uri, self.parent_run_id, self.metric = tracking_uri, parent_run_id, metric
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial):
@@ -247,7 +279,8 @@ class TrialLogger:
 # %% ../nbs/08_tuning.ipynb #b6825790
 def _interrupt(signum, frame): raise KeyboardInterrupt(f"signal {signum}")
 
-def trial_budget(n_trials: int | None):
+def trial_budget(n_trials: int | None,  # trials to start in all
+                ):
     "A count of trials still to start, shared by worker processes (None: no limit)."
     return None if n_trials is None else multiprocessing.get_context("spawn").Value("i", n_trials)
 
@@ -260,8 +293,16 @@ def _take_one(budget) -> bool:
         return True
 
 # %% ../nbs/08_tuning.ipynb #35d484e6
-def run_trials(config: ExperimentConfig, settings: Settings, storage: str, n_trials: int | None, timeout: float | None,
-               parent_run_id: str | None = None, n_threads: int | None = None, callbacks: list = (), budget=None) -> None:
+def run_trials(config: ExperimentConfig,  # the experiment
+               settings: Settings,  # mode and seed
+               storage: str,  # the study's database URL
+               n_trials: int | None,  # trials for this worker to add (None: until the time or the budget is spent)
+               timeout: float | None,  # seconds for this worker
+               parent_run_id: str | None = None,  # the study's MLflow run, for the trials' child runs
+               n_threads: int | None = None,  # threads per fit
+               callbacks: list = (),  # Optuna callbacks (the progress bar)
+               budget = None,  # `trial_budget`'s counter shared with the other workers
+              ) -> None:
     """One worker: add `n_trials` trials to the config's study (None: no limit), stopping after `timeout` seconds.
 
     `budget` (from `trial_budget`) replaces `n_trials` with a count shared by workers: each takes one trial at a time,
@@ -304,7 +345,10 @@ def _worker(config, settings, storage, budget, timeout, parent_run_id, n_threads
     except KeyboardInterrupt: pass  # Optuna has marked the running trial failed; the parent reports the interruption
 
 # %% ../nbs/08_tuning.ipynb #f2c2c858
-def study_plots(study: optuna.Study, folder: Path, seed: int = 42) -> list[Path]:
+def study_plots(study: optuna.Study,  # the finished study
+                folder: Path,  # where the PNGs go
+                seed: int = 42,  # for the parameter-importance estimate
+               ) -> list[Path]:
     "Save the study's optimisation history, parameter importances and parallel coordinates as PNGs; return the files."
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as plots
@@ -326,12 +370,18 @@ def study_plots(study: optuna.Study, folder: Path, seed: int = 42) -> list[Path]
     return files
 
 # %% ../nbs/08_tuning.ipynb #847f9f44
-def tuned_dir(config: ExperimentConfig, settings: Settings) -> Path:
+def tuned_dir(config: ExperimentConfig,  # the experiment
+              settings: Settings,  # where `models/` is, and the mode
+             ) -> Path:
     "Where a study's refit is saved: `models/tuned/<experiment>` (fast mode: `<experiment>__fast`), apart from the trained model."
     return settings.models_dir / "tuned" / settings.for_mode(config.experiment.name)
 
 # %% ../nbs/08_tuning.ipynb #477584da
-def refit_best(config: ExperimentConfig, settings: Settings, study: optuna.Study, parent_run_id: str | None = None) -> TrainResult:
+def refit_best(config: ExperimentConfig,  # the experiment
+               settings: Settings,  # mode, seed, paths
+               study: optuna.Study,  # the study whose best trial to refit
+               parent_run_id: str | None = None,  # the study's MLflow run, the refit's parent
+              ) -> TrainResult:
     "Train the best trial's parameters on the training split, evaluate, register as `challenger`; `champion` moves only if better on validation."
     from mlflow.tracking import MlflowClient
     best = with_model_params(config, {**config.model.params, **decode_params(study.best_params, config.tuning.search_space)})
@@ -345,7 +395,10 @@ def refit_best(config: ExperimentConfig, settings: Settings, study: optuna.Study
 # %% ../nbs/08_tuning.ipynb #c8c1bda7
 class ProgressBar:
     "An Optuna callback: a progress bar of the study's finished trials and the best value so far."
-    def __init__(self, total: int | None, start: int):
+    def __init__(self,
+                 total: int | None,  # trials to run (None: until the timeout)
+                 start: int,  # trials the study had before
+                ):
         from tqdm.auto import tqdm
         self.start, self.bar = start, tqdm(total=total, desc="trials", unit="trial")
 
@@ -360,13 +413,13 @@ class ProgressBar:
 @dataclass
 class TuneResult:
     "What a tuning run produced."
-    study: optuna.Study
-    parent_run_id: str
-    trials: pd.DataFrame
-    plots: list[Path] = field(default_factory=list)
-    refit: TrainResult | None = None
-    orphans_failed: list[int] = field(default_factory=list)
-    seconds: float = 0.0
+    study: optuna.Study  # the Optuna study (every trial so far)
+    parent_run_id: str  # the search's MLflow run
+    trials: pd.DataFrame  # the trials as a table
+    plots: list[Path] = field(default_factory=list)  # the study's plots
+    refit: TrainResult | None = None  # the best trial refitted and registered
+    orphans_failed: list[int] = field(default_factory=list)  # trials of dead workers marked failed first
+    seconds: float = 0.0  # the search's time
     added: dict[str, int] = field(default_factory=dict)  # trials this run added, by state
 
 # %% ../nbs/08_tuning.ipynb #e9f3bf18
@@ -375,8 +428,15 @@ def _redacted(url: str) -> str:
     return url if url.startswith("journal:") else make_url(url).render_as_string(hide_password=True)
 
 # %% ../nbs/08_tuning.ipynb #02f9f45d
-def tune(config: ExperimentConfig, settings: Settings, n_trials: int | None = None, timeout: float | None = None,
-         storage: str | None = None, workers: int = 1, refit: bool = True, progress: bool = False) -> TuneResult:
+def tune(config: ExperimentConfig,  # the experiment with a `tuning` section
+         settings: Settings,  # mode, seed, paths, tracking
+         n_trials: int | None = None,  # trials to add (default: the config's `tuning.n_trials`)
+         timeout: float | None = None,  # seconds for the search (default: `tuning.timeout`)
+         storage: str | None = None,  # the study's database (default: SQLite under `runs/`)
+         workers: int = 1,  # processes searching the same study
+         refit: bool = True,  # train, evaluate and register the best trial afterwards
+         progress: bool = False,  # show a progress bar
+        ) -> TuneResult:
     """Add trials to the config's study with `workers` processes and record the search in MLflow; refit the best.
 
     `n_trials`: trials to add (default: the config's, `fast_n_trials` in fast mode; no limit when only `timeout` is given)."""
