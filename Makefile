@@ -23,7 +23,7 @@ DOCS_PORT ?= 8000
 NB ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install browser prometheus run serve monitor demo-drift test test-notebooks test-unit lab mlflow-ui docs docs-outputs docs-serve readme lock clean
+.PHONY: help install browser prometheus postgres services services-stop run serve monitor demo-drift test test-notebooks test-unit lab mlflow-ui docs docs-outputs docs-serve readme lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -40,6 +40,16 @@ install: $(STAMP)  ## create .venv from the lock file (skipped when up to date)
 browser:  ## Chromium and ChromeDriver (Debian packages) for the docs site's browser test
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; }
+
+postgres:  ## PostgreSQL (Debian package postgresql) for `make services` and its tests
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q postgresql; }
+
+services: install postgres  ## a team's services: PostgreSQL (cluster in .services/, 127.0.0.1:5433) and MLflow on it (127.0.0.1:5000)
+	$(BIN)/ml-project services start
+
+services-stop: install  ## stop the MLflow server and PostgreSQL (their data stays in .services/)
+	$(BIN)/ml-project services stop
 
 prometheus:  ## promtool (Debian package prometheus) to check and unit-test deploy/prometheus/
 	@command -v promtool >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q prometheus; }
@@ -58,7 +68,7 @@ monitor: install  ## check the churn champion's logged predictions of the last 7
 demo-drift: install  ## replay 8 weeks of churn customers with a growing drift through the service; monitor each week (~2 min)
 	$(BIN)/python benchmarks/drift_replay.py --keep runs/drift-replay
 
-test: install browser prometheus  ## every test: notebooks (nbdev-test, nbval), package tests, sync, docs site in Chromium, Prometheus rules
+test: install browser prometheus postgres  ## every test: notebooks (nbdev-test, nbval), package tests, sync, docs site in Chromium, Prometheus rules
 	$(BIN)/ml-project data $(addprefix --config ,$(DEFAULT_CONFIGS))
 	$(MAKE) --no-print-directory test-notebooks test-unit
 

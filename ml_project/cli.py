@@ -188,7 +188,7 @@ def run(config: ConfigOption, mode: ModeOption = None, set: SetOption = None, qu
 def tune(config: ConfigOption, trials: Annotated[Optional[int], typer.Option("--trials", "-n", help="Trials to add (default: the config's; none when only --timeout is given)")] = None,
          timeout: Annotated[Optional[float], typer.Option("--timeout", "-t", help="Seconds for the search")] = None,
          workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker processes sharing the study")] = 1,
-         storage: Annotated[Optional[str], typer.Option(help="Study storage: an SQLAlchemy URL (e.g. postgresql://...) or journal:<file>; default sqlite under runs/")] = None,
+         storage: Annotated[Optional[str], typer.Option(help="Study storage: an SQLAlchemy URL (e.g. postgresql+psycopg://...) or journal:<file>; default: the optuna_storage setting, else SQLite under runs/")] = None,
          refit: Annotated[bool, typer.Option(help="Refit the best parameters, register them as challenger, promote if better")] = True,
          mode: ModeOption = None, set: SetOption = None):
     "Tune a config's model with Optuna: a resumable study, K workers, nested MLflow runs, plots, refit and promotion."
@@ -217,8 +217,8 @@ def tune(config: ConfigOption, trials: Annotated[Optional[int], typer.Option("--
         r = result.refit
         metric = experiment.selection_metric
         typer.echo(f"refit: validation {metric} {r.valid.get(metric, float('nan')):.4f}, test {r.test[metric]:.4f}; registered "
-                   f"{r.registered[0]} v{r.registered[1]} as challenger; {r.promotion.reason}"
-                   + ("; it is the new champion" if r.champion else "; the champion stays"))
+                   f"{r.registered[0]} v{r.registered[1]}; {r.promotion.reason}"
+                   + ("; it is the new champion" if r.champion else "; it is the challenger, the champion stays"))
     typer.echo(f"MLflow parent run {result.parent_run_id}; plots: {', '.join(str(settings.relative(p)) for p in result.plots)}")
 
 
@@ -412,6 +412,41 @@ def keys_add(key_id: Annotated[str, typer.Argument(help="A name for the key (log
         _fail(_message(e), 1)
     typer.echo(f"{key}\n(key '{key_id}', roles {','.join(role)}: shown only now; its hash is in {file})")
 
+
+
+services_app = typer.Typer(help="PostgreSQL and an MLflow server on it, for a team (under .services/).", no_args_is_help=True)
+app.add_typer(services_app, name="services")
+PgPort = Annotated[Optional[int], typer.Option("--pg-port", help="PostgreSQL's port on 127.0.0.1 (default: the last one, else 5433)")]
+MlflowPort = Annotated[Optional[int], typer.Option("--mlflow-port", help="The MLflow server's port on 127.0.0.1 (default: the last one, else 5000)")]
+
+
+@services_app.command("start")
+def services_start(pg_port: PgPort = None, mlflow_port: MlflowPort = None):
+    "Start PostgreSQL (a cluster under .services/, made the first time) and the MLflow server on it; print their URLs."
+    from ml_project import services
+    settings = _setup(None, quiet=True)
+    try: started = services.start(services.services_for(settings, pg_port, mlflow_port))
+    except (RuntimeError, *_known_errors()) as e: _fail(_message(e), 1)
+    typer.echo(services.describe(started))
+
+
+@services_app.command("stop")
+def services_stop():
+    "Stop the MLflow server and PostgreSQL; their data stays for the next start."
+    from ml_project import services
+    settings = _setup(None, quiet=True)
+    try: services.stop(services.services_for(settings))
+    except (RuntimeError, *_known_errors()) as e: _fail(_message(e), 1)
+    typer.echo("stopped: MLflow server and PostgreSQL")
+
+
+@services_app.command("status")
+def services_status():
+    "Whether PostgreSQL and the MLflow server answer (exit 1 when one does not)."
+    from ml_project import services
+    found = services.status(services.services_for(_setup(None, quiet=True)))
+    for name, up in found.items(): typer.echo(f"{name}: {'up' if up else 'down'}")
+    if not all(found.values()): raise typer.Exit(1)
 
 def main():  # pragma: no cover - console entry point alias
     app()

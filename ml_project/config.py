@@ -64,6 +64,7 @@ class Settings:
     runs_dir: Path = Path("runs")  # Optuna studies, locks, tuning plots, the prediction log
     mlflow_tracking_uri: str = "sqlite:///mlflow.db"  # MLflow's store: SQLite at the root, or a tracking server's URL
     mlflow_artifact_root: Path = Path("mlartifacts")  # where MLflow keeps artefacts for new experiments
+    optuna_storage: str = ""  # tuning studies' database: an SQLAlchemy URL (PostgreSQL for a team); empty: SQLite under `runs/`
     fast_sample_rows: int = 1500  # fast mode: rows sampled (stratified)
     fast_cv_folds: int = 3  # fast mode: at most this many folds
     fast_n_trials: int = 3  # fast mode: tuning trials

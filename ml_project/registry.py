@@ -234,7 +234,9 @@ def use_mlflow(settings: Settings,  # the tracking URI and artefact root
     with FileLock(settings.runs_dir / ".mlflow-setup.lock"):
         if mlflow.get_experiment_by_name(experiment) is None:
             artifacts = settings.mlflow_artifact_root
-            location = artifacts.as_uri() if isinstance(artifacts, Path) else None
+            # a tracking server keeps (and serves) artefacts itself: only a local store is given a folder
+            served = settings.mlflow_tracking_uri.startswith(("http://", "https://"))
+            location = artifacts.as_uri() if isinstance(artifacts, Path) and not served else None
             # the kind tag opens the experiment in the UI's model-training view, not the GenAI traces view
             mlflow.create_experiment(experiment, artifact_location=f"{location}/{experiment}" if location else None,
                                      tags={"mlflow.experimentKind": "custom_model_development"})

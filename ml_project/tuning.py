@@ -117,7 +117,8 @@ def tuning_metric(config: ExperimentConfig,  # the experiment
 # %% ../nbs/08_tuning.ipynb #5e957843
 def default_storage(settings: Settings,  # where `runs/` is
                    ) -> str:
-    "The study database when none is given: SQLite in `runs/optuna.db`, so an interrupted search resumes."
+    "The study database when none is given: the `optuna_storage` setting, else SQLite in `runs/optuna.db`, so an interrupted search resumes."
+    if settings.optuna_storage: return settings.optuna_storage
     settings.runs_dir.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{settings.runs_dir / 'optuna.db'}"
 
