@@ -167,10 +167,14 @@ def _worker_id() -> str: return f"{socket.gethostname()}:{os.getpid()}"
 
 def fail_orphaned_trials(study: optuna.Study,  # the study to clean up
                         ) -> list[int]:
-    "Mark failed the RUNNING trials whose worker is gone; return their numbers."
+    "Mark failed the RUNNING trials whose worker is gone (its process on this host, or its heartbeat elsewhere); return their numbers."
     storage = study._storage
-    if isinstance(storage, optuna.storages.RDBStorage): optuna.storages.fail_stale_trials(study)
-    host, failed = socket.gethostname(), []
+    # any machine: a worker whose heartbeat stopped (RDB storages; a no-op for the others). The study's storage is
+    # Optuna's caching wrapper, not an `RDBStorage`, so no isinstance test: that one skipped this for every study.
+    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    optuna.storages.fail_stale_trials(study)
+    failed = sorted(t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if t.number in before)
+    host = socket.gethostname()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
         if worker_host == host and pid.isdigit() and not _alive(int(pid)):

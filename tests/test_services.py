@@ -91,8 +91,8 @@ def test_two_tune_commands_share_one_study_and_one_tracking_server(team):
     assert not (root / "mlflow.db").exists()  # nothing went to the local SQLite store
 
 
-def test_a_killed_worker_leaves_its_trial_failed_and_the_other_finishes(team, tmp_path):
-    from ml_project.tuning import TRIAL_GATE
+def test_a_worker_killed_on_another_machine_is_failed_by_its_heartbeat(team, tmp_path):
+    from ml_project.tuning import HEARTBEAT_SECONDS, TRIAL_GATE
     root, env, urls = team
     storage, gate = urls["ML_PROJECT_OPTUNA_STORAGE"], tmp_path / "gate"
     gate.touch()
@@ -101,20 +101,25 @@ def test_a_killed_worker_leaves_its_trial_failed_and_the_other_finishes(team, tm
                               cwd=root, env={**env, TRIAL_GATE: str(gate)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:  # one trial finished, the next held RUNNING by the gate
-        try: states = [t.state for t in optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)]
-        except KeyError: states = []
-        if TrialState.COMPLETE in states and TrialState.RUNNING in states: break
+        try: trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+        except KeyError: trials = []
+        if any(t.state == TrialState.COMPLETE for t in trials) and any(t.state == TrialState.RUNNING for t in trials): break
         time.sleep(0.5)
     else:
         doomed.kill(); raise AssertionError("no RUNNING trial after a finished one:\n" + doomed.communicate()[0][-3000:])
     doomed.send_signal(signal.SIGKILL)
     doomed.communicate(timeout=60)
     gate.unlink()
-    # the next command (here, or on another machine) finds the dead worker's trial and fails it before it starts its own
+    # as if it had run on another machine: this host cannot see its process, so only its stopped heartbeat can tell
+    study = optuna.load_study(study_name=name, storage=storage)
+    running, = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+    study._storage.set_trial_user_attr(running._trial_id, "worker", "another-machine:4242")
+    time.sleep(3 * HEARTBEAT_SECONDS + 2)  # the grace period: three missed beats
     survivor = subprocess.run([str(BIN / "ml-project"), "tune", "-c", "configs/churn_xgboost.yaml", "--trials", "2", "--no-refit"],
                               cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert survivor.returncode == 0, (survivor.stdout + survivor.stderr)[-3000:]
-    assert "marked failed" in survivor.stdout + survivor.stderr
+    assert f"trials [{running.number}] had lost their worker: marked failed" in survivor.stdout, survivor.stdout[-2000:]
     trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
-    assert [t.state for t in trials].count(TrialState.FAIL) == 1 and not [t for t in trials if t.state == TrialState.RUNNING]
+    assert [t.number for t in trials if t.state == TrialState.FAIL] == [running.number]
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 3  # 1 before the kill, 2 after
