@@ -40,16 +40,6 @@ def code_md5(nb: nbformat.NotebookNode) -> str:
     return hashlib.md5("\n\x00".join(c.source for c in nb.cells if c.cell_type == "code").encode()).hexdigest()
 
 
-def parameters_of(nb: nbformat.NotebookNode) -> set[str]:
-    "The names the notebook's `parameters` cell assigns."
-    import ast
-    for cell in nb.cells:
-        if "parameters" in cell.metadata.get("tags", []):
-            return {t.id for node in ast.parse(cell.source).body if isinstance(node, (ast.Assign, ast.AnnAssign))
-                    for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)}
-    return set()
-
-
 def fresh_project():
     "A copy of the project's inputs (settings, configs, raw data, notebooks) with nothing run in it yet."
     if WORK.exists(): shutil.rmtree(WORK)
@@ -72,7 +62,7 @@ def run(stem: str) -> float:
     source = NBS / f"{stem}.ipynb"
     original = nbformat.read(source, as_version=4)
     shutil.copy2(source, WORK / "nbs" / source.name)  # the current source, even on a store kept from an earlier run
-    names = parameters_of(original)
+    names = set(pm.inspect_notebook(str(source)))  # the names its `parameters` cell assigns
     params = {**({"mode": "careful"} if "mode" in names else {}), **{k: v for k, v in CAREFUL.get(stem, {}).items() if k in names}}
     executed = WORK / "nbs" / f"{stem}.executed.ipynb"
     started, env = time.perf_counter(), careful_env()

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import ConfigError, Settings
+from .registry import _alive
 
 USER = "mlproject"
 DATABASES = ("mlflow", "optuna")
@@ -130,11 +131,10 @@ def _start_postgres(services: Services):
 
 
 def _pid(path: Path) -> int | None:
+    "The process id in `path`, if that process is still alive."
     try: pid = int(path.read_text())
     except (OSError, ValueError): return None
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return None
-    return pid
+    return pid if _alive(pid) else None
 
 
 def _healthy(url: str) -> bool:
