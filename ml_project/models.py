@@ -152,9 +152,13 @@ def _refusal(estimator, params: dict, task: str, n_classes: int, seed: int) -> s
         candidate = clone(inner).set_params(**params)
         if getattr(type(candidate), "_parameter_constraints", None): candidate._validate_params()
         else:  # XGBoost and the network check their parameters only when they fit: a short fit on random rows
-            capped = {k: min(v, 3) for k, v in params.items() if k in ("n_estimators", "max_epochs") and isinstance(v, int) and not isinstance(v, bool)}
-            quiet = {"progress": False} if "progress" in candidate.get_params() else {}
-            candidate.set_params(**capped, **quiet).fit(*_smoke_data(task, n_classes, seed))
+            # A check, not training: at most three rounds on one thread. The config's 1,000 early-stopped rounds on every
+            # core ran past five minutes in CI when two commands checked at once on two cores.
+            own = candidate.get_params()
+            short = {k: min(v, 3) for k, v in own.items() if k in ("n_estimators", "max_epochs") and isinstance(v, int) and not isinstance(v, bool)}
+            quiet = {"progress": False} if "progress" in own else {}
+            single = {"n_jobs": 1} if "n_jobs" in own else {}
+            candidate.set_params(**short, **quiet, **single).fit(*_smoke_data(task, n_classes, seed))
     except Exception as error:
         return f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
     return None

@@ -52,9 +52,11 @@ from conftest import finish
 CLI = [str(Path(sys.executable).parent / "ml-project"), "tune", "-c", "configs/churn_xgboost.yaml"]
 
 
-def _start(project, *args, env: dict | None = None):
+def _start(project, *args, env: dict | None = None, cpu: int | None = None):
+    "Start `ml-project tune` with `args`; `cpu` pins it to that core, as if it were alone on a machine of one."
+    pin = (lambda: os.sched_setaffinity(0, {cpu % os.cpu_count()})) if cpu is not None else None
     return subprocess.Popen([*CLI, *args], cwd=project.root, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=pin)
 
 
 def _trials(storage):
@@ -74,7 +76,8 @@ def _wait_for(storage, state, timeout=120):
 
 def test_two_commands_share_one_study(project, tmp_path):
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
-    runs = [_start(project, "--trials", "3", "--storage", storage, "--no-refit") for _ in range(2)]
+    # Two machines sharing a study, each on its own core: unpinned, both would start every core's threads on 2 cores.
+    runs = [_start(project, "--trials", "3", "--storage", storage, "--no-refit", cpu=i) for i in range(2)]
     outputs = finish(*runs)
     for run, output in zip(runs, outputs):
         assert run.returncode == 0, output
