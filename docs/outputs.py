@@ -32,7 +32,8 @@ NBS = ROOT / "nbs"
 WORK = ROOT / ".docs-runs" / "project"
 PROJECT_FILES = ["settings.ini", "pyproject.toml", "requirements.lock", "configs", "data/raw", "nbs"]
 # what differs from a notebook's defaults in a careful run; `mode` is set wherever a notebook has it
-CAREFUL = {"08_tuning": {"n_trials": None}}  # None: the config's 50 trials
+CAREFUL = {"08_tuning": {"n_trials": None},  # None: the config's 50 trials
+           "08b_search": {"n_trials": None, "timeout": 120}}  # as many trials as two minutes allow
 
 
 def code_md5(nb: nbformat.NotebookNode) -> str:
@@ -40,13 +41,14 @@ def code_md5(nb: nbformat.NotebookNode) -> str:
     return hashlib.md5("\n\x00".join(c.source for c in nb.cells if c.cell_type == "code").encode()).hexdigest()
 
 
-def fresh_project():
-    "A copy of the project's inputs (settings, configs, raw data, notebooks) with nothing run in it yet."
-    if WORK.exists(): shutil.rmtree(WORK)
-    WORK.mkdir(parents=True)
+def fresh_project(keep_store: bool = False):
+    """A copy of the project's inputs (settings, configs, raw data, notebooks), with nothing run in it yet; or, with
+    `keep_store`, the inputs copied over the last run's copy, whose MLflow store, models and studies stay."""
+    if WORK.exists() and not keep_store: shutil.rmtree(WORK)
+    WORK.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:
         source = ROOT / name
-        if source.is_dir(): shutil.copytree(source, WORK / name, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        if source.is_dir(): shutil.copytree(source, WORK / name, ignore=shutil.ignore_patterns(".ipynb_checkpoints"), dirs_exist_ok=True)
         elif source.is_file(): shutil.copy2(source, WORK / name)
 
 
@@ -93,7 +95,7 @@ def main():
     parser.add_argument("notebooks", nargs="*", help="stems such as 08_tuning (default: every notebook, from a fresh store)")
     args = parser.parse_args()
     stems = args.notebooks or [p.stem for p in sorted(NBS.glob("*.ipynb")) if p.stem != "index"] + ["index"]
-    if not args.notebooks or not WORK.exists(): fresh_project()
+    fresh_project(keep_store=bool(args.notebooks) and WORK.exists())  # configs and notebooks as they are now
     for stem in stems:
         if not (NBS / f"{stem}.ipynb").is_file(): raise SystemExit(f"no notebook nbs/{stem}.ipynb")
         print(f"{stem}: running in careful mode ...", flush=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import faulthandler
 import logging
+import os
 import signal
 import sys
 from enum import Enum
@@ -83,6 +84,8 @@ def _setup(mode: Mode | None, quiet: bool = False):
         ours.propagate = False
     ours.setLevel(logging.WARNING if quiet else logging.INFO)
     for noisy in ("papermill", "alembic", "mlflow"): logging.getLogger(noisy).setLevel(logging.WARNING)
+    # With a tracking server MLflow prints two links per run it closes: a tuning run's trials would flood the output.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     signal.signal(signal.SIGTERM, _interrupt)  # `kill <pid>` stops a run as Ctrl-C does: its MLflow run is closed as KILLED
     from ml_project.config import get_settings
     return get_settings(**({"mode": mode.value} if mode else {}))
@@ -198,7 +201,7 @@ def tune(config: ConfigOption, trials: Annotated[Optional[int], typer.Option("--
         from ml_project.models import check_configs
         from ml_project.tuning import decode_params, tune as run_tuning, tuning_metric
         experiment = load_config(config, set)
-        check_configs([experiment], settings)
+        check_configs([experiment], settings, search=True)
         result = run_tuning(experiment, settings, n_trials=trials, timeout=timeout, storage=storage, workers=workers,
                             refit=refit, progress=True)
     except KeyboardInterrupt:
@@ -210,8 +213,14 @@ def tune(config: ConfigOption, trials: Annotated[Optional[int], typer.Option("--
     typer.echo(f"study {study.study_name}: {len(result.trials)} trials in all; this run added {sum(result.added.values())} "
                f"({added or 'none'}) in {result.seconds:.1f}s")
     if result.orphans_failed: typer.echo(f"trials {result.orphans_failed} had lost their worker: marked failed")
-    try: typer.echo(f"best CV {metric} {study.best_value:.4f} (trial {study.best_trial.number}): "
-                    f"{decode_params(study.best_params, experiment.tuning.search_space)}")
+    if experiment.tuning.families:
+        from ml_project.search import family_summary, winning_config
+        typer.echo(family_summary(study).round(4).to_string())
+    try:
+        best = (winning_config(experiment, study).model.params if experiment.tuning.families
+                else decode_params(study.best_params, experiment.tuning.search_space))
+        family = f"{study.best_params['family']} " if experiment.tuning.families else ""
+        typer.echo(f"best CV {metric} {study.best_value:.4f} (trial {study.best_trial.number}): {family}{best}")
     except ValueError: typer.echo("no trial finished yet")
     if result.refit:
         r = result.refit

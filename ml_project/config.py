@@ -268,6 +268,12 @@ class TuningConfig(_Strict):
     pruner: Literal["median", "hyperband", "none"] = Field("median", description="Stops weak trials on their fold scores")
     prune_within_folds: bool = Field(False, description="Also prune on boosting rounds / epochs inside a fold (favours fast learning rates)")
     search_space: dict[str, SearchParam] = Field(default_factory=dict, description="model.params to search, by name")
+    families: list[str] = Field(default_factory=list, description="Configs (paths beside this one) whose features, preprocessing, model and search space one study searches, the model family its first decision")
+
+    @model_validator(mode="after")
+    def _one_kind_of_search(self):
+        if self.families and self.search_space: raise ValueError("a cross-family search takes each search space from its family's config: remove search_space, or families")
+        return self
 
 # %% ../nbs/00_config.ipynb #1dc6ea83
 class MonitoringConfig(_Strict):
@@ -307,11 +313,18 @@ class ExperimentConfig(_Strict):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig, description="Which columns, and features made from them")
     preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig, description="Missing values, encoding, scaling, outliers")
     split: SplitConfig = Field(default_factory=SplitConfig, description="Train, validation and test sizes")
-    model: ModelConfig = Field(description="The estimator and its parameters")
+    model: ModelConfig | None = Field(None, description="The estimator and its parameters (a cross-family search has `tuning.families` instead)")
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="Cross-validation and metrics")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="Thresholds, segments, importance")
     tuning: TuningConfig | None = Field(None, description="The Optuna search, if any")
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig, description="When `ml-project monitor` alerts")
+
+    @model_validator(mode="after")
+    def _a_model_or_families(self):
+        searched = self.tuning is not None and bool(self.tuning.families)
+        if self.model is None and not searched: raise ValueError("missing key 'model' (or tuning.families, for a search across model families)")
+        if self.model is not None and searched: raise ValueError("a cross-family search takes its models from tuning.families: remove model, or tuning.families")
+        return self
 
     @model_validator(mode="after")
     def _metrics_fit_task(self):

@@ -168,6 +168,12 @@ def check_config(config: ExperimentConfig,  # the config to check
                  settings,  # where the data and schemas are
                 ) -> list[str]:
     "Every problem that would stop a run of `config`, each naming its key; the data is read no further than its header and target."
+    if config.model is None:  # a cross-family search: each family, on the search's data
+        from ml_project.config import ConfigError
+        from ml_project.search import family_configs
+        try: families = family_configs(config)
+        except ConfigError as error: return [str(error)]
+        return [f"tuning.families {name}: {problem}" for name, family in families.items() for problem in check_config(family, settings)]
     from ml_project.data import RawDataError, acquire, check_csv, raw_file
     from ml_project.features import DOMAIN_FEATURES, missing_for_domain
     problems, data = [], config.data
@@ -225,11 +231,15 @@ def check_config(config: ExperimentConfig,  # the config to check
 # %% ../nbs/05_models.ipynb #ba29ee65
 def check_configs(configs: list[ExperimentConfig],  # every config of the command
                   settings,  # where the data and schemas are
+                  search: bool = False,  # the command searches (`tune`), so a cross-family config is welcome
                  ):
     "Check every config before any of them runs; raise one `ConfigError` listing each file's problems."
     from ml_project.config import ConfigError, config_path
     report = []
     for config in configs:
+        if config.model is None and not search:
+            report.append(f"{config_path(config) or config.experiment.name}:\n  it searches across model families (tuning.families) "
+                          "and has no model of its own to train: run it with ml-project tune"); continue
         problems = check_config(config, settings)
         if problems: report.append(f"{config_path(config) or config.experiment.name}:\n" + "\n".join(f"  {p}" for p in problems))
     if report: raise ConfigError("the config is not ready to run; nothing was trained:\n" + "\n".join(report))

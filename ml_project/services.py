@@ -18,6 +18,7 @@ A plain module, not a notebook: it is process plumbing with nothing to explore; 
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import secrets
 import shutil
@@ -31,6 +32,8 @@ from pathlib import Path
 
 from .config import ConfigError, Settings
 from .registry import _alive
+
+log = logging.getLogger(__name__)
 
 USER = "mlproject"
 DATABASES = ("mlflow", "optuna")
@@ -90,6 +93,21 @@ def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
     return done
 
 
+def _let_server_through(folder: Path) -> list[Path]:
+    """As root, PostgreSQL runs as `postgres`, which must pass through the folders above its cluster (a project under
+    /root, a 0700 temporary folder): add the others' execute bit (pass, not list) where it is missing; return them."""
+    changed = []
+    for parent in [folder, *folder.parents]:
+        if parent == Path("/"): break
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            parent.chmod(mode | 0o001)
+            changed.append(parent)
+    if changed: log.warning("let PostgreSQL's user pass through %s (o+x: it can reach the cluster, not list the folders)",
+                            ", ".join(map(str, changed)))
+    return changed
+
+
 def _init_cluster(services: Services):
     "A new cluster with password authentication for `USER`, the password generated and kept owner-only."
     services.folder.mkdir(parents=True, exist_ok=True)
@@ -102,6 +120,7 @@ def _init_cluster(services: Services):
     copy.write_text(services.password() + "\n"); copy.chmod(0o600)
     if os.geteuid() == 0:
         shutil.chown(services.data, "postgres", "postgres"); shutil.chown(copy, "postgres", "postgres")
+        _let_server_through(services.folder)
     try:
         _run(_as_server_user([_pg_program("initdb"), "-D", str(services.data), "-U", USER, f"--pwfile={copy}",
                               "--auth=scram-sha-256", "-E", "UTF8", "--locale=C"]))
@@ -116,6 +135,7 @@ def _pg_running(services: Services) -> bool:
 
 def _start_postgres(services: Services):
     if not (services.data / "PG_VERSION").is_file(): _init_cluster(services)
+    elif os.geteuid() == 0: _let_server_through(services.folder)  # a project copied or moved since
     if _pg_running(services): return
     log = services.folder / "postgres.log"
     log.touch()

@@ -49,13 +49,15 @@ def _labels(p: SearchParam) -> list:
 
 def suggest_params(trial: optuna.Trial,  # the Optuna trial
                    space: dict[str, SearchParam],  # the config's `tuning.search_space`
+                   prefix: str = "",  # before each name in the study (a cross-family search's `<family>.`)
                   ) -> dict:
-    "Draw one value per parameter of `space` from `trial`."
+    "Draw one value per parameter of `space` from `trial`; the result is keyed by the names in `space`."
     params = {}
     for name, p in space.items():
-        if p.type == "categorical": params[name] = p.choices[_labels(p).index(trial.suggest_categorical(name, _labels(p)))]
-        elif p.type == "int": params[name] = trial.suggest_int(name, int(p.low), int(p.high), log=p.log)
-        else: params[name] = trial.suggest_float(name, p.low, p.high, log=p.log)
+        key = prefix + name
+        if p.type == "categorical": params[name] = p.choices[_labels(p).index(trial.suggest_categorical(key, _labels(p)))]
+        elif p.type == "int": params[name] = trial.suggest_int(key, int(p.low), int(p.high), log=p.log)
+        else: params[name] = trial.suggest_float(key, p.low, p.high, log=p.log)
     return params
 
 # %% ../nbs/08_tuning.ipynb #ddf32665
@@ -98,15 +100,21 @@ def make_sampler(config: ExperimentConfig,  # gives `tuning.sampler`
                  seed: int,  # the settings' seed
                 ) -> optuna.samplers.BaseSampler:
     "The config's sampler (TPE or random), named rather than Optuna's default, seeded per trial so parallel workers stay reproducible."
-    return PerTrialSeed(optuna.samplers.RandomSampler if config.tuning.sampler == "random" else optuna.samplers.TPESampler, seed)
+    sampler = PerTrialSeed(optuna.samplers.RandomSampler if config.tuning.sampler == "random" else optuna.samplers.TPESampler, seed)
+    if not config.tuning.families: return sampler
+    from ml_project.search import FamilyChooser  # a cross-family search: the family by a cost-aware rule, the rest as above
+    return FamilyChooser(config, sampler)
 
 # %% ../nbs/08_tuning.ipynb #9a849669
 def make_pruner(config: ExperimentConfig,  # gives `tuning.pruner`
                ) -> optuna.pruners.BasePruner:
     "Median: stop a trial that trails the median of finished trials at the same fold (and round), after 5 trials and 50 rounds."
-    if config.tuning.pruner == "median": return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=50)
-    if config.tuning.pruner == "hyperband": return optuna.pruners.HyperbandPruner(min_resource=10, max_resource=ROUND_STEP)
-    return optuna.pruners.NopPruner()
+    if config.tuning.pruner == "median": pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=50)
+    elif config.tuning.pruner == "hyperband": pruner = optuna.pruners.HyperbandPruner(min_resource=10, max_resource=ROUND_STEP)
+    else: return optuna.pruners.NopPruner()
+    if not config.tuning.families: return pruner
+    from ml_project.search import FamilyPruner  # a cross-family search: a trial is compared with its own family's only
+    return FamilyPruner(pruner)
 
 # %% ../nbs/08_tuning.ipynb #4e982dad
 def tuning_metric(config: ExperimentConfig,  # the experiment
@@ -229,6 +237,7 @@ def objective(config: ExperimentConfig,  # the experiment and its search space
               X: pd.DataFrame,  # the training split's inputs
               y: pd.Series,  # its encoded target
               n_threads: int | None = None,  # threads per fit (default: the model's own setting)
+              prefix: str = "",  # before each parameter's name in the study (a cross-family search's `<family>.`)
              ):
     "The function Optuna calls: the mean CV score of the config's pipeline with the trial's parameters."
     metric = tuning_metric(config)
@@ -242,7 +251,7 @@ def objective(config: ExperimentConfig,  # the experiment and its search space
     def run(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", _worker_id())
         _hold(trial)
-        params = {**config.model.params, **suggest_params(trial, config.tuning.search_space), **threads}
+        params = {**config.model.params, **suggest_params(trial, config.tuning.search_space, prefix), **threads}
         scores = []
         for fold, (train, valid) in enumerate(splits):
             within = round_callbacks(config, trial, fold, maximise) if config.tuning.prune_within_folds else {}
@@ -315,14 +324,16 @@ def run_trials(config: ExperimentConfig,  # the experiment
     try: previous = signal.signal(signal.SIGTERM, _interrupt)
     except ValueError: previous = None  # not the main thread: leave signals alone
     try:
-        if n_threads and config.model.type == "mlp":
+        if n_threads and config.model is not None and config.model.type == "mlp":
             import torch
             torch.set_num_threads(n_threads)
-        config = fast_caps(config, settings)
+        if config.tuning.families:  # a cross-family search: each family's objective, the family drawn first
+            from ml_project.search import family_objective as make_objective
+        else: config, make_objective = fast_caps(config, settings), objective
         study = open_study(config, settings, storage)
         X, y = load_splits(config, settings)["train"]
         recorder = [TrialLogger(settings.mlflow_tracking_uri, parent_run_id, tuning_metric(config))] if parent_run_id else []
-        run = objective(config, settings, X, y, n_threads)
+        run = make_objective(config, settings, X, y, n_threads)
         if budget is None: budget = trial_budget(n_trials)
         deadline = None if timeout is None else time.monotonic() + timeout
         while _take_one(budget):
@@ -389,7 +400,10 @@ def refit_best(config: ExperimentConfig,  # the experiment
               ) -> TrainResult:
     "Train the best trial's parameters on the training split, evaluate, register as `challenger`; `champion` moves only if better on validation."
     from mlflow.tracking import MlflowClient
-    best = with_model_params(config, {**config.model.params, **decode_params(study.best_params, config.tuning.search_space)})
+    if config.tuning.families:  # the winning family's config with the winner's parameters
+        from ml_project.search import winning_config
+        best = winning_config(config, study)
+    else: best = with_model_params(config, {**config.model.params, **decode_params(study.best_params, config.tuning.search_space)})
     # Beside, not over, the model `ml-project train` made: a refit that is not promoted is only a challenger.
     result = run_experiment(best, settings, parent_run_id=parent_run_id, folder=tuned_dir(config, settings))
     client = MlflowClient(settings.mlflow_tracking_uri)
@@ -449,6 +463,9 @@ def tune(config: ExperimentConfig,  # the experiment with a `tuning` section
     timeout = timeout or (config.tuning.timeout if config.tuning else None)
     storage = storage or default_storage(settings)
     study = open_study(config, settings, storage)
+    if config.tuning.families:  # a resumed search must draw from the families it drew from before
+        from ml_project.search import check_study_families
+        check_study_families(study, config)
     orphans = fail_orphaned_trials(study)
     if orphans: log.warning("trials %s were left RUNNING by a worker that is gone: marked failed", orphans)
     start = len(study.trials)
@@ -509,5 +526,6 @@ def _study_params(config: ExperimentConfig, study: optuna.Study, n_trials, timeo
     values = {"sampler": repr(study.sampler), "pruner": type(study.pruner).__name__,
               "prune_within_folds": config.tuning.prune_within_folds, "metric": tuning_metric(config),
               "direction": study.direction.name.lower(), "n_trials": n_trials, "timeout": timeout, "workers": workers,
+              **({"families": config.tuning.families} if config.tuning.families else {}),
               **{f"space.{k}": v.model_dump(exclude_none=True) for k, v in config.tuning.search_space.items()}}
     return [Param(k, str(v)[:6000]) for k, v in values.items()]

@@ -10,7 +10,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 EXPERIMENT_NOTEBOOKS = ["02_eda.ipynb", "06_training.ipynb", "06a_registry.ipynb", "07_evaluation.ipynb", "07a_experiment.ipynb",
-                        "08_tuning.ipynb", "08a_predictor.ipynb", "09_serving.ipynb", "10_monitoring.ipynb"]  # papermill runs these with parameters
+                        "08_tuning.ipynb", "08a_predictor.ipynb", "08b_search.ipynb", "09_serving.ipynb", "10_monitoring.ipynb"]  # papermill runs these with parameters
 
 
 @pytest.fixture(scope="module")

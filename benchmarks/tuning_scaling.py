@@ -1,0 +1,188 @@
+"""How tuning scales with workers on a shared study store: SQLite against the project's PostgreSQL service.
+
+1. Parallel efficiency, measured. `ml-project tune` on the churn XGBoost config (careful mode) with K = 1 and K = 2
+   single-thread workers (`model.params.n_jobs=1`) on the same trials (random sampler, no pruner: trial k is the same
+   point whichever worker runs it), once with SQLite files (Optuna's study and MLflow's store) and once with the
+   services `ml-project services start` runs (an Optuna study in PostgreSQL, MLflow's server on PostgreSQL).
+   Efficiency = (trials/min with K workers) / (K x trials/min with one). The goal is >= 0.9 at K = 2.
+2. The store's cost per trial, measured. Writer processes that do everything a trial does to the stores but train:
+   ask (the sampler reads the study), the seven suggestions, the worker's label, a report and a pruning check after
+   each of 5 folds, tell, the heartbeat, and (second set of columns) the trial's MLflow child run. 1, 2, 4, 8 and 16
+   writers at once, for a fixed time each, starting together once all have imported and opened the study.
+3. Beyond this machine, simulated. With a trial's training time T and the store's time per trial W(c) when c
+   workers use it at once, K workers spend T + W(c_K) per trial, where c_K = K W(1) / (T + W(1)) is how many are
+   inside the store at a time on average; their rate is capped by the most trials per second the store served in
+   part 2 (X_max). Efficiency(K) = min((T + W(1)) / (T + W(c_K)), X_max (T + W(1)) / K). W beyond 16 writers is
+   the 16-writer figure scaled by c/16 (the store saturated), which is pessimistic for PostgreSQL on a real server:
+   here the clients and the server share 2 cores.
+
+Run: .venv/bin/python benchmarks/tuning_scaling.py [--trials 16] [--seconds 15]
+Takes about 15 minutes; PostgreSQL comes from `make postgres` (Debian's package).
+"""
+import argparse
+import multiprocessing
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tuning_budget import cli, project_copy  # noqa: E402  a throwaway project root, and the command run as a user would
+
+CONFIG = "churn_xgboost.yaml"
+SAME_TRIALS = ["--set", "tuning.sampler=random", "--set", "tuning.pruner=none", "--set", "model.params.n_jobs=1"]
+FOLDS = 5  # a trial reports its running CV score after each fold and asks the pruner (the configs' default)
+
+
+def measured_efficiency(env: dict, storage: str, label: str, trials: int) -> list[dict]:
+    "Trials per minute of `tune` with 1 and 2 single-thread workers on the same trials, each on a new study."
+    rows = []
+    for workers in (1, 2):
+        name = f"scaling_{label}_{workers}"
+        out, _ = cli(env, "tune", "-c", f"configs/{CONFIG}", "--trials", str(trials), "--workers", str(workers),
+                     "--storage", storage, "--no-refit", *SAME_TRIALS, "--set", f"experiment.name={name}")
+        added = re.search(r"this run added (\d+) .* in ([0-9.]+)s", out)
+        count, seconds = int(added.group(1)), float(added.group(2))
+        import optuna
+        trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+        rows.append({"store": label, "workers": workers, "trials": count, "search_s": seconds, "trials_per_min": 60 * count / seconds,
+                     "trial_s": float(np.mean([t.duration.total_seconds() for t in trials if t.duration]))})
+    return rows
+
+
+def _writer(storage: str, tracking_uri: str | None, parent_run_id: str | None, study: str, seconds: float, barrier, out):
+    "One writer: trials without training against the stores until `seconds` have passed; puts each trial's seconds on `out`."
+    import optuna
+    from ml_project.config import load_config
+    from ml_project.tuning import TrialLogger, make_storage, suggest_params, _worker_id
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = load_config(Path(os.environ["ML_PROJECT_ROOT"]) / "configs" / CONFIG).tuning.search_space
+    study = optuna.load_study(study_name=study, storage=make_storage(storage), sampler=optuna.samplers.RandomSampler(os.getpid()),
+                              pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=50))
+    logger = TrialLogger(tracking_uri, parent_run_id, "roc_auc") if parent_run_id else None
+    rng, times, failed = np.random.default_rng(os.getpid()), [], 0
+
+    def objective(trial):
+        suggest_params(trial, space)
+        trial.set_user_attr("worker", _worker_id())
+        for fold in range(FOLDS):
+            trial.report(float(rng.uniform(0.8, 0.85)), fold * 10_000 + 9_999)
+            trial.should_prune()
+        return float(rng.uniform(0.8, 0.85))
+
+    barrier.wait()  # all writers begin together, once every one has imported and opened the study
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        began = time.perf_counter()
+        try:
+            study.optimize(objective, n_trials=1, callbacks=[logger] if logger else [], gc_after_trial=False)
+            times.append(time.perf_counter() - began)
+        except Exception:  # e.g. SQLite's "database is locked" past its timeout: counted, not hidden
+            failed += 1
+    out.put((times, failed))
+
+
+def store_cost(storage: str, tracking_uri: str | None, label: str, seconds: float, levels=(1, 2, 4, 8, 16)) -> list[dict]:
+    "Per-trial store time and trials/s with 1..16 writers at once, without and with MLflow child runs."
+    import optuna
+    from mlflow.tracking import MlflowClient
+    from ml_project.tuning import make_storage
+    rows, context = [], multiprocessing.get_context("spawn")
+    for with_mlflow in (False, True):
+        parent = None
+        if with_mlflow:
+            client = MlflowClient(tracking_uri)
+            experiment = client.get_experiment_by_name("scaling") or client.get_experiment(client.create_experiment("scaling"))
+            parent = client.create_run(experiment.experiment_id, run_name=f"store cost {label}").info.run_id
+        for writers in levels:
+            name = f"cost_{label}_{writers}_{with_mlflow}"
+            optuna.create_study(study_name=name, storage=make_storage(storage), direction="maximize")
+            queue, barrier = context.Queue(), context.Barrier(writers)
+            processes = [context.Process(target=_writer, args=(storage, tracking_uri, parent, name, seconds, barrier, queue))
+                         for _ in range(writers)]
+            for p in processes: p.start()
+            results = [queue.get() for _ in processes]
+            for p in processes: p.join()
+            times = np.concatenate([np.asarray(t, dtype=float) for t, _ in results]) if any(t for t, _ in results) else np.array([np.nan])
+            rows.append({"store": label, "mlflow": with_mlflow, "writers": writers, "trials": int(np.isfinite(times).sum()),
+                         "failed": sum(f for _, f in results), "median_ms": 1000 * np.nanmedian(times),
+                         "p95_ms": 1000 * np.nanpercentile(times, 95), "trials_per_s": np.isfinite(times).sum() / seconds})
+    return rows
+
+
+def simulate(train_s: float, cost: pd.DataFrame, ks=(2, 8, 32, 128)) -> dict:
+    "Expected efficiency at K workers from a trial's training time and the store's time per trial W(c) (see the docstring)."
+    levels, w = cost["writers"].to_numpy(float), cost["median_ms"].to_numpy(float) / 1000
+    x_max = cost["trials_per_s"].max()
+    def w_at(c):
+        if c <= levels[-1]: return float(np.interp(np.log(max(c, 1)), np.log(levels), w))
+        return w[-1] * c / levels[-1]  # past the measured range: saturated, time grows with the queue
+    expected = {}
+    for k in ks:
+        inside = k * w[0] / (train_s + w[0])
+        expected[k] = min((train_s + w[0]) / (train_s + w_at(inside)), x_max * (train_s + w[0]) / k)
+    return expected
+
+
+def main(trials: int, seconds: float):
+    from ml_project.config import get_settings
+    from ml_project.services import services_for, start, stop
+    pd.set_option("display.width", 200)
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # no link per trial run from the writers
+    with tempfile.TemporaryDirectory() as folder:
+        env = project_copy(Path(folder))
+        os.environ.update(env)
+        cli(env, "data", "-c", f"configs/{CONFIG}")
+        settings = get_settings(folder)
+        import socket
+        def free_port():
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+        services = start(services_for(settings, free_port(), free_port()))
+        try:
+            pg_env = {**env, "ML_PROJECT_MLFLOW_TRACKING_URI": services.tracking_uri}
+            stores = {"sqlite": (env, f"sqlite:///{folder}/optuna.db", f"sqlite:///{folder}/mlflow.db"),
+                      "postgresql": (pg_env, services.database_url("optuna"), services.tracking_uri)}
+            speed, cost = [], []
+            for label, (store_env, storage, tracking) in stores.items():
+                speed += measured_efficiency(store_env, storage, label, trials)
+                cost += store_cost(storage, tracking, label, seconds)
+        finally:
+            stop(services)
+    speed, cost = pd.DataFrame(speed), pd.DataFrame(cost)
+    print(f"1. `ml-project tune`, churn XGBoost (careful), the same {trials} trials, single-thread workers")
+    print(speed.round(2).to_string(index=False))
+    efficiency = {}
+    for label, group in speed.groupby("store", sort=False):
+        by_workers = group.set_index("workers")
+        rate, trial_s = by_workers["trials_per_min"], by_workers["trial_s"]
+        efficiency[label] = rate[2] / (2 * rate[1])
+        print(f"{label}: efficiency at K=2 = {efficiency[label]:.3f} (goal >= 0.9); a trial took {trial_s[2] / trial_s[1]:.2f}x "
+              "as long with 2 workers (the cores are shared with the stores' servers), and the second worker starts later")
+    print(f"\n2. the stores' time per trial without training ({seconds:g} s per row; 2 cores shared by writers and server)")
+    print(cost.round(1).to_string(index=False))
+    print("\n3. expected efficiency with more workers on one store (T: a trial's training time, single thread, from part 1)")
+    table = []
+    for label, group in speed.groupby("store", sort=False):
+        one = group.set_index("workers").loc[1]
+        for with_mlflow in (False, True):
+            c = cost[(cost["store"] == label) & (cost["mlflow"] == with_mlflow)]
+            train_s = one["search_s"] / one["trials"] - c["median_ms"].iloc[0] / 1000
+            row = {"store": label, "mlflow": with_mlflow, "T_s": train_s, "W1_ms": c["median_ms"].iloc[0],
+                   "max_trials_per_s": c["trials_per_s"].max()}
+            row.update({f"K={k}": v for k, v in simulate(train_s, c).items()})
+            table.append(row)
+    print(pd.DataFrame(table).round(3).to_string(index=False))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=60, help="trials per tune run in part 1")
+    parser.add_argument("--seconds", type=float, default=15, help="seconds per writer count in part 2")
+    args = parser.parse_args()
+    main(args.trials, args.seconds)
