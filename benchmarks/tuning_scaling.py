@@ -49,9 +49,12 @@ def measured_efficiency(env: dict, storage: str, label: str, trials: int) -> lis
         added = re.search(r"this run added (\d+) .* in ([0-9.]+)s", out)
         count, seconds = int(added.group(1)), float(added.group(2))
         import optuna
-        trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+        finished = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+        first = {}  # each worker's first trial: how long the later workers took to start
+        for t in finished: first[t.user_attrs["worker"]] = min(first.get(t.user_attrs["worker"], t.datetime_start), t.datetime_start)
         rows.append({"store": label, "workers": workers, "trials": count, "search_s": seconds, "trials_per_min": 60 * count / seconds,
-                     "trial_s": float(np.mean([t.duration.total_seconds() for t in trials if t.duration]))})
+                     "trial_s": float(np.mean([t.duration.total_seconds() for t in finished if t.duration])),
+                     "late_start_s": (max(first.values()) - min(first.values())).total_seconds()})
     return rows
 
 
@@ -129,7 +132,7 @@ def simulate(train_s: float, cost: pd.DataFrame, ks=(2, 8, 32, 128)) -> dict:
     return expected
 
 
-def main(trials: int, seconds: float):
+def main(trials: int, seconds: float, parts: set[int] = frozenset({1, 2})):
     from ml_project.config import get_settings
     from ml_project.services import services_for, start, stop
     pd.set_option("display.width", 200)
@@ -150,22 +153,27 @@ def main(trials: int, seconds: float):
                       "postgresql": (pg_env, services.database_url("optuna"), services.tracking_uri)}
             speed, cost = [], []
             for label, (store_env, storage, tracking) in stores.items():
-                speed += measured_efficiency(store_env, storage, label, trials)
-                cost += store_cost(storage, tracking, label, seconds)
+                if 1 in parts: speed += measured_efficiency(store_env, storage, label, trials)
+                if 2 in parts: cost += store_cost(storage, tracking, label, seconds)
         finally:
             stop(services)
     speed, cost = pd.DataFrame(speed), pd.DataFrame(cost)
-    print(f"1. `ml-project tune`, churn XGBoost (careful), the same {trials} trials, single-thread workers")
-    print(speed.round(2).to_string(index=False))
+    if speed.empty or cost.empty: print("(part 3 needs parts 1 and 2)")
+    if not speed.empty: print(f"1. `ml-project tune`, churn XGBoost (careful), the same {trials} trials, single-thread workers")
+    if not speed.empty: print(speed.round(2).to_string(index=False))
     efficiency = {}
-    for label, group in speed.groupby("store", sort=False):
+    for label, group in (speed.groupby("store", sort=False) if not speed.empty else []):
         by_workers = group.set_index("workers")
         rate, trial_s = by_workers["trials_per_min"], by_workers["trial_s"]
         efficiency[label] = rate[2] / (2 * rate[1])
-        print(f"{label}: efficiency at K=2 = {efficiency[label]:.3f} (goal >= 0.9); a trial took {trial_s[2] / trial_s[1]:.2f}x "
-              "as long with 2 workers (the cores are shared with the stores' servers), and the second worker starts later")
+        late = by_workers["late_start_s"][2]
+        print(f"{label}: efficiency at K=2 = {efficiency[label]:.3f} (goal >= 0.9). A trial took {trial_s[2] / trial_s[1]:.2f}x as long "
+              f"with 2 workers (the cores are shared with the stores' servers), and the second worker began {late:.1f} s after the first "
+              f"(a new process imports and loads the data once): without that start, {rate[2] * by_workers['search_s'][2] / (by_workers['search_s'][2] - late / 2) / (2 * rate[1]):.3f}")
+    if cost.empty: return
     print(f"\n2. the stores' time per trial without training ({seconds:g} s per row; 2 cores shared by writers and server)")
     print(cost.round(1).to_string(index=False))
+    if speed.empty: return
     print("\n3. expected efficiency with more workers on one store (T: a trial's training time, single thread, from part 1)")
     table = []
     for label, group in speed.groupby("store", sort=False):
@@ -184,5 +192,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=60, help="trials per tune run in part 1")
     parser.add_argument("--seconds", type=float, default=15, help="seconds per writer count in part 2")
+    parser.add_argument("--parts", default="1,2", help="which parts to measure (part 3 needs both)")
     args = parser.parse_args()
-    main(args.trials, args.seconds)
+    main(args.trials, args.seconds, {int(p) for p in args.parts.split(",")})
