@@ -19,7 +19,6 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from .config import ConfigError, ExperimentConfig, Settings, config_path, load_config, with_model_params
-from .training import fast_caps
 from .tuning import ROUND_STEP, decode_params, objective
 
 # %% auto #0
@@ -154,10 +153,7 @@ def family_objective(config: ExperimentConfig,  # the search config
                      n_threads: int | None = None,  # threads per fit
                     ):
     "The function Optuna calls in a cross-family search: draw the family, then score its pipeline with its own parameters."
-    families = {name: fast_caps(family, settings) for name, family in family_configs(config).items()}
-    if n_threads and any(family.model.type == "mlp" for family in families.values()):
-        import torch
-        torch.set_num_threads(n_threads)
+    families = family_configs(config)
     score = {name: objective(family, settings, X, y, n_threads, prefix=f"{name}.") for name, family in families.items()}
     return lambda trial: score[trial.suggest_categorical("family", list(families))](trial)
 
@@ -176,22 +172,17 @@ def winning_config(config: ExperimentConfig,  # the search config
 def family_summary(study: optuna.Study,  # a cross-family study
                   ) -> pd.DataFrame:
     "Per family: trials by state, the best CV score, the median seconds per trial and the share of the search's time."
-    rows = {}
-    for t in study.get_trials(deepcopy=False):
-        if "family" not in t.params: continue
-        row = rows.setdefault(t.params["family"], {"trials": 0, "complete": 0, "pruned": 0, "failed": 0, "best": np.nan, "seconds": []})
-        row["trials"] += 1
-        state = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}.get(t.state)
-        if state: row[state] += 1
-        if t.state == TrialState.COMPLETE:
-            better = np.isnan(row["best"]) or (t.value > row["best"]) == (study.direction == optuna.study.StudyDirection.MAXIMIZE)
-            if better: row["best"] = t.value
-        if t.duration: row["seconds"].append(t.duration.total_seconds())
-    total = sum(sum(r["seconds"]) for r in rows.values()) or 1.0
-    table = pd.DataFrame({family: {**{k: v for k, v in r.items() if k != "seconds"}, "median_s": float(np.median(r["seconds"])) if r["seconds"] else np.nan,
-                                   "time_share": sum(r["seconds"]) / total} for family, r in rows.items()}).T
-    table = table.astype({**{column: int for column in ("trials", "complete", "pruned", "failed")}, **{c: float for c in ("best", "median_s", "time_share")}})
-    return table.sort_values("best", ascending=study.direction != optuna.study.StudyDirection.MAXIMIZE)
+    maximise = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    trials = pd.DataFrame([{"family": t.params["family"], "state": t.state.name.lower(),
+                            "value": t.value if t.state == TrialState.COMPLETE else np.nan,  # a pruned trial keeps its last report
+                            "seconds": t.duration.total_seconds() if t.duration else np.nan}
+                           for t in study.get_trials(deepcopy=False) if "family" in t.params])
+    counts = pd.crosstab(trials["family"], trials["state"]).reindex(columns=["complete", "pruned", "fail"], fill_value=0)
+    by_family = trials.groupby("family")
+    table = pd.DataFrame({"trials": by_family.size(), "complete": counts["complete"], "pruned": counts["pruned"], "failed": counts["fail"],
+                          "best": by_family["value"].max() if maximise else by_family["value"].min(),
+                          "median_s": by_family["seconds"].median(), "time_share": by_family["seconds"].sum() / trials["seconds"].sum()})
+    return table.rename_axis(None).sort_values("best", ascending=not maximise)
 
 # %% ../nbs/08b_search.ipynb #3afd0d51
 def check_study_families(study: optuna.Study,  # the search's study, perhaps resumed

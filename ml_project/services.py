@@ -120,7 +120,6 @@ def _init_cluster(services: Services):
     copy.write_text(services.password() + "\n"); copy.chmod(0o600)
     if os.geteuid() == 0:
         shutil.chown(services.data, "postgres", "postgres"); shutil.chown(copy, "postgres", "postgres")
-        _let_server_through(services.folder)
     try:
         _run(_as_server_user([_pg_program("initdb"), "-D", str(services.data), "-U", USER, f"--pwfile={copy}",
                               "--auth=scram-sha-256", "-E", "UTF8", "--locale=C"]))
@@ -134,8 +133,8 @@ def _pg_running(services: Services) -> bool:
 
 
 def _start_postgres(services: Services):
+    if os.geteuid() == 0: _let_server_through(services.folder)  # before initdb, and again for a project moved since
     if not (services.data / "PG_VERSION").is_file(): _init_cluster(services)
-    elif os.geteuid() == 0: _let_server_through(services.folder)  # a project copied or moved since
     if _pg_running(services): return
     log = services.folder / "postgres.log"
     log.touch()

@@ -239,7 +239,11 @@ def objective(config: ExperimentConfig,  # the experiment and its search space
               n_threads: int | None = None,  # threads per fit (default: the model's own setting)
               prefix: str = "",  # before each parameter's name in the study (a cross-family search's `<family>.`)
              ):
-    "The function Optuna calls: the mean CV score of the config's pipeline with the trial's parameters."
+    "The function Optuna calls: the mean CV score of the config's pipeline with the trial's parameters (fast mode's caps applied)."
+    config = fast_caps(config, settings)
+    if n_threads and config.model.type == "mlp":
+        import torch
+        torch.set_num_threads(n_threads)
     metric = tuning_metric(config)
     scorer = get_scorer(scorers([metric], config.data.task, y.nunique())[metric])
     maximise = not lower_is_better(metric)
@@ -324,12 +328,9 @@ def run_trials(config: ExperimentConfig,  # the experiment
     try: previous = signal.signal(signal.SIGTERM, _interrupt)
     except ValueError: previous = None  # not the main thread: leave signals alone
     try:
-        if n_threads and config.model is not None and config.model.type == "mlp":
-            import torch
-            torch.set_num_threads(n_threads)
         if config.tuning.families:  # a cross-family search: each family's objective, the family drawn first
             from ml_project.search import family_objective as make_objective
-        else: config, make_objective = fast_caps(config, settings), objective
+        else: make_objective = objective
         study = open_study(config, settings, storage)
         X, y = load_splits(config, settings)["train"]
         recorder = [TrialLogger(settings.mlflow_tracking_uri, parent_run_id, tuning_metric(config))] if parent_run_id else []
