@@ -16,8 +16,8 @@
    the 16-writer figure scaled by c/16 (the store saturated), which is pessimistic for PostgreSQL on a real server:
    here the clients and the server share 2 cores.
 
-Run: .venv/bin/python benchmarks/tuning_scaling.py [--trials 16] [--seconds 15]
-Takes about 15 minutes; PostgreSQL comes from `make postgres` (Debian's package).
+Run: .venv/bin/python benchmarks/tuning_scaling.py [--trials 60] [--seconds 15] [--parts 1,2] [--repeats 3]
+Takes about 20 minutes; PostgreSQL comes from `make postgres` (Debian's package).
 """
 import argparse
 import multiprocessing
@@ -39,11 +39,11 @@ SAME_TRIALS = ["--set", "tuning.sampler=random", "--set", "tuning.pruner=none", 
 FOLDS = 5  # a trial reports its running CV score after each fold and asks the pruner (the configs' default)
 
 
-def measured_efficiency(env: dict, storage: str, label: str, trials: int) -> list[dict]:
-    "Trials per minute of `tune` with 1 and 2 single-thread workers on the same trials, each on a new study."
+def measured_efficiency(env: dict, storage: str, label: str, trials: int, repeat: int = 0) -> list[dict]:
+    "Trials per minute of `tune` with 1 and 2 single-thread workers on the same trials, each on a new study; odd repeats run 2 first."
     rows = []
-    for workers in (1, 2):
-        name = f"scaling_{label}_{workers}"
+    for workers in ((1, 2) if repeat % 2 == 0 else (2, 1)):
+        name = f"scaling_{label}_{workers}_{repeat}"
         out, _ = cli(env, "tune", "-c", f"configs/{CONFIG}", "--trials", str(trials), "--workers", str(workers),
                      "--storage", storage, "--no-refit", *SAME_TRIALS, "--set", f"experiment.name={name}")
         added = re.search(r"this run added (\d+) .* in ([0-9.]+)s", out)
@@ -52,7 +52,7 @@ def measured_efficiency(env: dict, storage: str, label: str, trials: int) -> lis
         finished = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
         first = {}  # each worker's first trial: how long the later workers took to start
         for t in finished: first[t.user_attrs["worker"]] = min(first.get(t.user_attrs["worker"], t.datetime_start), t.datetime_start)
-        rows.append({"store": label, "workers": workers, "trials": count, "search_s": seconds, "trials_per_min": 60 * count / seconds,
+        rows.append({"store": label, "repeat": repeat, "workers": workers, "trials": count, "search_s": seconds, "trials_per_min": 60 * count / seconds,
                      "trial_s": float(np.mean([t.duration.total_seconds() for t in finished if t.duration])),
                      "late_start_s": (max(first.values()) - min(first.values())).total_seconds()})
     return rows
@@ -132,7 +132,7 @@ def simulate(train_s: float, cost: pd.DataFrame, ks=(2, 8, 32, 128)) -> dict:
     return expected
 
 
-def main(trials: int, seconds: float, parts: set[int] = frozenset({1, 2})):
+def main(trials: int, seconds: float, parts: set[int] = frozenset({1, 2}), repeats: int = 3):
     from ml_project.config import get_settings
     from ml_project.services import services_for, start, stop
     pd.set_option("display.width", 200)
@@ -152,8 +152,10 @@ def main(trials: int, seconds: float, parts: set[int] = frozenset({1, 2})):
             stores = {"sqlite": (env, f"sqlite:///{folder}/optuna.db", f"sqlite:///{folder}/mlflow.db"),
                       "postgresql": (pg_env, services.database_url("optuna"), services.tracking_uri)}
             speed, cost = [], []
+            for repeat in range(repeats if 1 in parts else 0):  # interleaved: a slow spell of the machine hits both stores
+                for label, (store_env, storage, tracking) in stores.items():
+                    speed += measured_efficiency(store_env, storage, label, trials, repeat)
             for label, (store_env, storage, tracking) in stores.items():
-                if 1 in parts: speed += measured_efficiency(store_env, storage, label, trials)
                 if 2 in parts: cost += store_cost(storage, tracking, label, seconds)
         finally:
             stop(services)
@@ -163,13 +165,17 @@ def main(trials: int, seconds: float, parts: set[int] = frozenset({1, 2})):
     if not speed.empty: print(speed.round(2).to_string(index=False))
     efficiency = {}
     for label, group in (speed.groupby("store", sort=False) if not speed.empty else []):
-        by_workers = group.set_index("workers")
-        rate, trial_s = by_workers["trials_per_min"], by_workers["trial_s"]
-        efficiency[label] = rate[2] / (2 * rate[1])
-        late = by_workers["late_start_s"][2]
-        print(f"{label}: efficiency at K=2 = {efficiency[label]:.3f} (goal >= 0.9). A trial took {trial_s[2] / trial_s[1]:.2f}x as long "
-              f"with 2 workers (the cores are shared with the stores' servers), and the second worker began {late:.1f} s after the first "
-              f"(a new process imports and loads the data once): without that start, {rate[2] * by_workers['search_s'][2] / (by_workers['search_s'][2] - late / 2) / (2 * rate[1]):.3f}")
+        runs = []
+        for repeat, pair in group.groupby("repeat"):
+            one, two = pair.set_index("workers").loc[1], pair.set_index("workers").loc[2]
+            runs.append({"efficiency": two.trials_per_min / (2 * one.trials_per_min), "slower": two.trial_s / one.trial_s,
+                         "late": two.late_start_s, "without_late": two.trials * 60 / (two.search_s - two.late_start_s / 2) / (2 * one.trials_per_min)})
+        runs = pd.DataFrame(runs)
+        efficiency[label] = runs.efficiency.median()
+        print(f"{label}: efficiency at K=2 = {efficiency[label]:.3f}, median of {len(runs)} ({', '.join(f'{e:.3f}' for e in runs.efficiency)}; "
+              f"goal >= 0.9). A trial took {runs.slower.median():.2f}x as long with 2 workers (the cores are shared with the stores' "
+              f"servers), and the second worker's first trial began {runs.late.median():.1f} s after the first's (a new process imports "
+              f"and loads the data once): without that start, {runs.without_late.median():.3f}")
     if cost.empty: return
     print(f"\n2. the stores' time per trial without training ({seconds:g} s per row; 2 cores shared by writers and server)")
     print(cost.round(1).to_string(index=False))
@@ -177,10 +183,10 @@ def main(trials: int, seconds: float, parts: set[int] = frozenset({1, 2})):
     print("\n3. expected efficiency with more workers on one store (T: a trial's training time, single thread, from part 1)")
     table = []
     for label, group in speed.groupby("store", sort=False):
-        one = group.set_index("workers").loc[1]
+        one = group[group["workers"] == 1]
         for with_mlflow in (False, True):
             c = cost[(cost["store"] == label) & (cost["mlflow"] == with_mlflow)]
-            train_s = one["search_s"] / one["trials"] - c["median_ms"].iloc[0] / 1000
+            train_s = one["search_s"].sum() / one["trials"].sum() - c["median_ms"].iloc[0] / 1000
             row = {"store": label, "mlflow": with_mlflow, "T_s": train_s, "W1_ms": c["median_ms"].iloc[0],
                    "max_trials_per_s": c["trials_per_s"].max()}
             row.update({f"K={k}": v for k, v in simulate(train_s, c).items()})
@@ -193,5 +199,6 @@ if __name__ == "__main__":
     parser.add_argument("--trials", type=int, default=60, help="trials per tune run in part 1")
     parser.add_argument("--seconds", type=float, default=15, help="seconds per writer count in part 2")
     parser.add_argument("--parts", default="1,2", help="which parts to measure (part 3 needs both)")
+    parser.add_argument("--repeats", type=int, default=3, help="pairs of part-1 runs per store, interleaved; the median is reported")
     args = parser.parse_args()
-    main(args.trials, args.seconds, {int(p) for p in args.parts.split(",")})
+    main(args.trials, args.seconds, {int(p) for p in args.parts.split(",")}, args.repeats)

@@ -355,10 +355,12 @@ def _stop_with_parent(parent: int):
     threading.Thread(target=watch, daemon=True).start()
 
 # %% ../nbs/08_tuning.ipynb #a1cc1e7c
-def _worker(config, settings, storage, budget, timeout, parent_run_id, n_threads, parent: int):
+def _worker(config, settings, storage, budget, timeout, start_line, n_threads, parent: int):
     logging.basicConfig(level=logging.WARNING)
     _stop_with_parent(parent)
-    try: run_trials(config, settings, storage, None, timeout, parent_run_id, n_threads, budget=budget)
+    try:
+        parent_run_id = start_line.get()  # the parent's MLflow run, once it exists; None: the parent failed first
+        if parent_run_id is not None: run_trials(config, settings, storage, None, timeout, parent_run_id, n_threads, budget=budget)
     except KeyboardInterrupt: pass  # Optuna has marked the running trial failed; the parent reports the interruption
 
 # %% ../nbs/08_tuning.ipynb #f2c2c858
@@ -470,50 +472,61 @@ def tune(config: ExperimentConfig,  # the experiment with a `tuning` section
     orphans = fail_orphaned_trials(study)
     if orphans: log.warning("trials %s were left RUNNING by a worker that is gone: marked failed", orphans)
     start = len(study.trials)
-    from mlflow.tracking import MlflowClient
-    tags = {"study": study.study_name, "storage": _redacted(storage), "mode": settings.mode, "kind": "tuning"}
-    with tracked_run(settings, problem_name(config), f"tune {study.study_name}", tags=tags) as parent:
-        client = MlflowClient(settings.mlflow_tracking_uri)  # after tracked_run: the store is set up under its lock
-        parent_id, began = parent.info.run_id, time.perf_counter()
-        client.log_batch(parent_id, params=_study_params(config, study, n_trials, timeout, workers))
-        if config_path(config): client.log_artifact(parent_id, str(config_path(config)), "config")
-        n_threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
-        budget, context = trial_budget(n_trials), multiprocessing.get_context("spawn")
-        others = [context.Process(target=_worker, args=(config, settings, storage, budget, timeout, parent_id, n_threads, os.getpid()))
-                  for k in range(1, workers if n_trials is None else min(workers, n_trials))]
-        for worker in others: worker.start()
-        bar = ProgressBar(n_trials, start) if progress else None
-        try:
-            run_trials(config, settings, storage, None, timeout, parent_id, n_threads, callbacks=[bar] if bar else [], budget=budget)
-        except BaseException:
-            for worker in others: worker.terminate()  # SIGTERM: each marks its running trial failed and stops
-            for worker in others:
-                worker.join(timeout=30)
-                if worker.is_alive():  # stuck: stop it for good; its trial is failed just below
-                    worker.kill()
-                    worker.join()
-            fail_orphaned_trials(study)
-            raise
-        finally:
+    # The other workers start first: a new process spends seconds importing, which overlaps the MLflow setup below.
+    # They wait for the parent run's id before their first trial.
+    n_threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    budget, context = trial_budget(n_trials), multiprocessing.get_context("spawn")
+    start_line = context.Queue()
+    others = [context.Process(target=_worker, args=(config, settings, storage, budget, timeout, start_line, n_threads, os.getpid()))
+              for k in range(1, workers if n_trials is None else min(workers, n_trials))]
+    for worker in others: worker.start()
+    released = False
+    try:
+        from mlflow.tracking import MlflowClient
+        tags = {"study": study.study_name, "storage": _redacted(storage), "mode": settings.mode, "kind": "tuning"}
+        with tracked_run(settings, problem_name(config), f"tune {study.study_name}", tags=tags) as parent:
+            client = MlflowClient(settings.mlflow_tracking_uri)  # after tracked_run: the store is set up under its lock
+            parent_id, began = parent.info.run_id, time.perf_counter()
+            client.log_batch(parent_id, params=_study_params(config, study, n_trials, timeout, workers))
+            if config_path(config): client.log_artifact(parent_id, str(config_path(config)), "config")
+            for _ in others: start_line.put(parent_id)
+            released = True
+            bar = ProgressBar(n_trials, start) if progress else None
+            try:
+                run_trials(config, settings, storage, None, timeout, parent_id, n_threads, callbacks=[bar] if bar else [], budget=budget)
+            except BaseException:
+                for worker in others: worker.terminate()  # SIGTERM: each marks its running trial failed and stops
+                for worker in others:
+                    worker.join(timeout=30)
+                    if worker.is_alive():  # stuck: stop it for good; its trial is failed just below
+                        worker.kill()
+                        worker.join()
+                fail_orphaned_trials(study)
+                raise
+            finally:
+                for worker in others: worker.join()
+                if bar: bar.bar.close()
+            seconds = time.perf_counter() - began
+            trials = study.trials_dataframe(attrs=("number", "value", "state", "duration", "params"))
+            added = [t for t in study.get_trials(deepcopy=False) if t.number >= start]
+            counts = {s.name.lower(): sum(t.state == s for t in added) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+            metrics = {**{f"trials_{k}": v for k, v in counts.items()}, "search_seconds": seconds,
+                       "trials_per_minute": 60 * len(added) / seconds if seconds else 0.0}
+            if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+                metrics[f"best_cv_{tuning_metric(config)}"] = study.best_value
+            client.log_batch(parent_id, metrics=[_metric(k, v) for k, v in metrics.items()])
+            plots = study_plots(study, settings.runs_dir / "tuning" / study.study_name, settings.seed)
+            for plot in plots: client.log_artifact(parent_id, str(plot), "plots")
+            refitted = None
+            if refit and f"best_cv_{tuning_metric(config)}" in metrics:
+                client.log_dict(parent_id, decode_params(study.best_params, config.tuning.search_space), "best_params.json")
+                refitted = refit_best(config, settings, study, parent_id)
+                for k, v in {"best_trial": str(study.best_trial.number), "challenger_run": refitted.run_id, "champion": str(refitted.champion)}.items():
+                    client.set_tag(parent_id, k, v)
+    finally:
+        if not released:  # the setup failed before the search began: the waiting workers stop without a trial
+            for _ in others: start_line.put(None)
             for worker in others: worker.join()
-            if bar: bar.bar.close()
-        seconds = time.perf_counter() - began
-        trials = study.trials_dataframe(attrs=("number", "value", "state", "duration", "params"))
-        added = [t for t in study.get_trials(deepcopy=False) if t.number >= start]
-        counts = {s.name.lower(): sum(t.state == s for t in added) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-        metrics = {**{f"trials_{k}": v for k, v in counts.items()}, "search_seconds": seconds,
-                   "trials_per_minute": 60 * len(added) / seconds if seconds else 0.0}
-        if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
-            metrics[f"best_cv_{tuning_metric(config)}"] = study.best_value
-        client.log_batch(parent_id, metrics=[_metric(k, v) for k, v in metrics.items()])
-        plots = study_plots(study, settings.runs_dir / "tuning" / study.study_name, settings.seed)
-        for plot in plots: client.log_artifact(parent_id, str(plot), "plots")
-        refitted = None
-        if refit and f"best_cv_{tuning_metric(config)}" in metrics:
-            client.log_dict(parent_id, decode_params(study.best_params, config.tuning.search_space), "best_params.json")
-            refitted = refit_best(config, settings, study, parent_id)
-            for k, v in {"best_trial": str(study.best_trial.number), "challenger_run": refitted.run_id, "champion": str(refitted.champion)}.items():
-                client.set_tag(parent_id, k, v)
     return TuneResult(study, parent_id, trials, plots, refitted, orphans, seconds, counts)
 
 # %% ../nbs/08_tuning.ipynb #0cefdc56
