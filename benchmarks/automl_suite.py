@@ -41,7 +41,7 @@ import pandas as pd
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tuning_budget import FLAML_VENV, cli, project_copy  # noqa: E402
+from tuning_budget import cli, flaml_python, project_copy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "automl_suite.jsonl"
@@ -215,12 +215,8 @@ def ours(env, config: str, budget: float, folder: str) -> dict:
 
 
 def flaml(task: str, metric: str, budget: float, folder: str, log: bool) -> dict:
-    if not (FLAML_VENV / "bin" / "python").exists():
-        print("installing FLAML in its own environment (once) ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(FLAML_VENV)], check=True)
-        subprocess.run([str(FLAML_VENV / "bin" / "pip"), "install", "-q", "flaml[automl]"], check=True)
     started = time.perf_counter()
-    done = subprocess.run([str(FLAML_VENV / "bin" / "python"), "-c", FLAML_SCRIPT, folder, task, metric, str(budget), str(SEED),
+    done = subprocess.run([flaml_python(), "-c", FLAML_SCRIPT, folder, task, metric, str(budget), str(SEED),
                            "log" if log else "raw"], capture_output=True, text=True)
     if done.returncode: raise RuntimeError(f"FLAML failed:\n{done.stderr[-3000:]}")
     return {"pred": np.load(f"{folder}/flaml.npy"), "winner": json.loads(done.stdout.strip().splitlines()[-1])["best_estimator"],

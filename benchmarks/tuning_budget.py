@@ -89,11 +89,17 @@ def train_score(env, config: str, metric: str, sets=()) -> tuple[float, float]:
     return float(line.split()[-1]), seconds  # the metrics table's last column is the test split
 
 
-def flaml(env, config: str, budget: float, seed: int) -> dict:
+def flaml_python() -> str:
+    "FLAML's interpreter, in its own environment under benchmarks/, created on first use."
     if not (FLAML_VENV / "bin" / "python").exists():
         print("installing FLAML in its own environment (once) ...", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(FLAML_VENV)], check=True)
         subprocess.run([str(FLAML_VENV / "bin" / "pip"), "install", "-q", "flaml[automl]"], check=True)
+    return str(FLAML_VENV / "bin" / "python")
+
+
+def flaml(env, config: str, budget: float, seed: int) -> dict:
+    flaml_python()
     sys.path.insert(0, str(ROOT))
     os.environ.update(env)
     from ml_project.config import get_settings, load_config
