@@ -41,7 +41,7 @@ import pandas as pd
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tuning_budget import cli, flaml_python, project_copy  # noqa: E402
+from tuning_budget import cli, flaml_python, project_copy, train_score  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "automl_suite.jsonl"
@@ -223,13 +223,6 @@ def flaml(task: str, metric: str, budget: float, folder: str, log: bool) -> dict
             "seconds": time.perf_counter() - started}
 
 
-def untuned(env, config: str, metric: str) -> tuple[float, float]:
-    "A family's config trained as written: its test metric (the metrics table's last column) and the seconds it took."
-    out, seconds = cli(env, "train", "-c", config)
-    line = next(l for l in out.splitlines() if l.split() and l.split()[0] == metric)
-    return float(line.split()[-1]), seconds
-
-
 def record(results: Path, row: dict):
     results.parent.mkdir(parents=True, exist_ok=True)
     with results.open("a") as f: f.write(json.dumps(row) + "\n")
@@ -248,7 +241,7 @@ def run_task(name: str, budgets: list[float], results: Path):
         task = yaml.safe_load((Path(project) / config).read_text())["data"]["task"]
         metric = spec["metric"]
         for family in family_paths(Path(project), config):
-            score, seconds = untuned(env, family, metric)
+            score, seconds = train_score(env, str(Path(family).relative_to("configs")), metric)  # the config as written
             record(results, {"task": name, "metric": metric, "method": f"untuned {Path(family).stem}", "budget_s": None,
                              "test": score, "seconds": round(seconds, 1)})
         for budget in budgets:

@@ -7,8 +7,8 @@
    Efficiency = (trials/min with K workers) / (K x trials/min with one). The goal is >= 0.9 at K = 2.
 2. The store's cost per trial, measured. Writer processes that do everything a trial does to the stores but train:
    ask (the sampler reads the study), the seven suggestions, the worker's label, a report and a pruning check after
-   each of 5 folds, tell, the heartbeat, and (second set of columns) the trial's MLflow child run. 1, 2, 4, 8 and 16
-   writers at once, for a fixed time each, starting together once all have imported and opened the study.
+   each of 5 folds, the refit's rounds, tell, the heartbeat, and (second set of columns) the trial's MLflow child
+   run. 1, 2, 4, 8 and 16 writers at once, for a fixed time each, starting together once all have imported and opened the study.
 3. Beyond this machine, simulated. With a trial's training time T and the store's time per trial W(c) when c
    workers use it at once, K workers spend T + W(c_K) per trial, where c_K = K W(1) / (T + W(1)) is how many are
    inside the store at a time on average; their rate is capped by the most trials per second the store served in
@@ -62,7 +62,7 @@ def _writer(storage: str, tracking_uri: str | None, parent_run_id: str | None, s
     "One writer: trials without training against the stores until `seconds` have passed; puts each trial's seconds on `out`."
     import optuna
     from ml_project.config import load_config
-    from ml_project.tuning import TrialLogger, make_storage, suggest_params, _worker_id
+    from ml_project.tuning import REFIT_ROUNDS, TrialLogger, make_storage, suggest_params, _worker_id
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = load_config(Path(os.environ["ML_PROJECT_ROOT"]) / "configs" / CONFIG).tuning.search_space
     study = optuna.load_study(study_name=study, storage=make_storage(storage), sampler=optuna.samplers.RandomSampler(os.getpid()),
@@ -76,6 +76,7 @@ def _writer(storage: str, tracking_uri: str | None, parent_run_id: str | None, s
         for fold in range(FOLDS):
             trial.report(float(rng.uniform(0.8, 0.85)), fold * 10_000 + 9_999)
             trial.should_prune()
+        trial.set_user_attr(REFIT_ROUNDS, 500)  # the rounds the refit would train
         return float(rng.uniform(0.8, 0.85))
 
     barrier.wait()  # all writers begin together, once every one has imported and opened the study

@@ -26,6 +26,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 from sklearn.metrics import get_scorer
+from xgboost import XGBModel
 
 from .config import ExperimentConfig, SearchParam, Settings, config_path, lower_is_better, with_model_params
 from .experiment import TrainResult, run_experiment
@@ -37,10 +38,11 @@ from .training import cv_splitter, fast_caps, scorers
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'ROUND_STEP', 'HEARTBEAT_SECONDS', 'TRIAL_GATE', 'suggest_params', 'decode_params', 'PerTrialSeed',
-           'make_sampler', 'make_pruner', 'tuning_metric', 'default_storage', 'make_storage', 'study_name',
-           'open_study', 'fail_orphaned_trials', 'round_callbacks', 'objective', 'TrialLogger', 'trial_budget',
-           'run_trials', 'study_plots', 'tuned_dir', 'refit_best', 'ProgressBar', 'TuneResult', 'tune']
+__all__ = ['log', 'ROUND_STEP', 'HEARTBEAT_SECONDS', 'REFIT_ROUNDS', 'TRIAL_GATE', 'suggest_params', 'decode_params',
+           'PerTrialSeed', 'make_sampler', 'make_pruner', 'tuning_metric', 'default_storage', 'make_storage',
+           'study_name', 'open_study', 'fail_orphaned_trials', 'round_callbacks', 'fitted_rounds', 'refit_rounds',
+           'objective', 'TrialLogger', 'trial_budget', 'run_trials', 'study_plots', 'tuned_dir', 'refit_best',
+           'ProgressBar', 'TuneResult', 'tune']
 
 # %% ../nbs/08_tuning.ipynb #92908f31
 def _labels(p: SearchParam) -> list:
@@ -225,6 +227,28 @@ def round_callbacks(config: ExperimentConfig,  # the model type decides XGBoost 
         return {"callbacks": [SkorchReporter(trial, fold, maximise)]}
     return {}
 
+# %% ../nbs/08_tuning.ipynb #41d254ac
+REFIT_ROUNDS = "refit_rounds"  # the trial's user attribute: the boosting rounds its refit trains
+
+def fitted_rounds(model,  # a fitted pipeline or estimator
+                 ) -> int | None:
+    "The boosting rounds an early-stopped XGBoost fit kept (its best iteration + 1); `None` for other models or without early stopping."
+    estimator = model[-1] if hasattr(model, "steps") else model
+    estimator = getattr(estimator, "regressor_", estimator)  # under a target transform
+    if not isinstance(estimator, XGBModel): return None
+    try: return int(estimator.best_iteration) + 1
+    except AttributeError: return None  # XGBoost defines it only when early stopping ran
+
+# %% ../nbs/08_tuning.ipynb #85889afe
+def refit_rounds(rounds: list[int],  # each fold's kept rounds
+                 n_rows: int,  # rows the refit trains on: the training split
+                 n_folds: int,  # the CV folds the rounds came from
+                 validation_fraction: float,  # the share each fold's model held out to stop on
+                ) -> int:
+    "The rounds to refit with: the folds' mean, scaled by the refit's rows over the rows each fold's model trained on."
+    fold_rows = n_rows * (n_folds - 1) / n_folds * (1 - validation_fraction)
+    return max(1, round(float(np.mean(rounds)) * n_rows / fold_rows))
+
 # %% ../nbs/08_tuning.ipynb #23796e40
 TRIAL_GATE = "ML_PROJECT_TRIAL_GATE"  # a file: while it exists, every trial after the first waits (tests stop a search at a known point)
 
@@ -256,14 +280,17 @@ def objective(config: ExperimentConfig,  # the experiment and its search space
         trial.set_user_attr("worker", _worker_id())
         _hold(trial)
         params = {**config.model.params, **suggest_params(trial, config.tuning.search_space, prefix), **threads}
-        scores = []
+        scores, rounds = [], []
         for fold, (train, valid) in enumerate(splits):
             within = round_callbacks(config, trial, fold, maximise) if config.tuning.prune_within_folds else {}
             fold_config = with_model_params(config, {**params, **within})
             model = build_pipeline(fold_config, settings.seed).fit(X.iloc[train], y.iloc[train])  # the factory checks every name
             scores.append(sign * scorer(model, X.iloc[valid], y.iloc[valid]))
+            rounds.append(fitted_rounds(model))
             trial.report(float(np.mean(scores)), fold * ROUND_STEP + ROUND_STEP - 1)
             if trial.should_prune(): raise optuna.TrialPruned(f"after fold {fold}")
+        if None not in rounds:  # what the refit trains for, on all the rows its folds saw only part of
+            trial.set_user_attr(REFIT_ROUNDS, refit_rounds(rounds, len(X), len(splits), params.get("validation_fraction", 0.1)))
         return float(np.mean(scores))
     return run
 
@@ -401,12 +428,14 @@ def refit_best(config: ExperimentConfig,  # the experiment
                study: optuna.Study,  # the study whose best trial to refit
                parent_run_id: str | None = None,  # the study's MLflow run, the refit's parent
               ) -> TrainResult:
-    "Train the best trial's parameters on the training split, evaluate, register as `challenger`; `champion` moves only if better on validation."
+    "Train the best trial's parameters (and its folds' rounds) on the training split, evaluate, register as `challenger`; `champion` moves only if better on validation."
     from mlflow.tracking import MlflowClient
     if config.tuning.families:  # the winning family's config with the winner's parameters
         from ml_project.search import winning_config
         best = winning_config(config, study)
     else: best = with_model_params(config, {**config.model.params, **decode_params(study.best_params, config.tuning.search_space)})
+    if rounds := study.best_trial.user_attrs.get(REFIT_ROUNDS):  # the folds' rounds on every row, no hold-out to stop on
+        best = with_model_params(best, {**best.model.params, "n_estimators": rounds, "early_stopping_rounds": None, "validation_fraction": 0})
     # Beside, not over, the model `ml-project train` made: a refit that is not promoted is only a challenger.
     result = run_experiment(best, settings, parent_run_id=parent_run_id, folder=tuned_dir(config, settings))
     client = MlflowClient(settings.mlflow_tracking_uri)
@@ -448,6 +477,37 @@ class TuneResult:
 def _redacted(url: str) -> str:
     from sqlalchemy.engine import make_url
     return url if url.startswith("journal:") else make_url(url).render_as_string(hide_password=True)
+
+# %% ../nbs/08_tuning.ipynb #1b06a091
+def _beside(others: list,  # the other worker processes, searching the same study
+            study: optuna.Study,  # the study they share
+            search,  # this process's share of the search
+            bar: ProgressBar | None = None,  # closed when the search ends
+           ):
+    "Run `search` here while `others` run; if it fails or is interrupted, stop them and fail the trials they leave RUNNING."
+    try: search()
+    except BaseException:
+        for worker in others: worker.terminate()  # SIGTERM: each marks its running trial failed and stops
+        for worker in others:
+            worker.join(timeout=30)
+            if worker.is_alive():  # stuck: stop it for good; its trial is failed just below
+                worker.kill()
+                worker.join()
+        fail_orphaned_trials(study)
+        raise
+    finally:
+        for worker in others: worker.join()
+        if bar: bar.bar.close()
+
+def _outcome(config: ExperimentConfig, study: optuna.Study, start: int, seconds: float) -> tuple[dict, dict]:
+    "The trials this run added, by state, and the parent run's metrics: those counts, the pace, the best CV score."
+    added = [t for t in study.get_trials(deepcopy=False) if t.number >= start]
+    counts = {s.name.lower(): sum(t.state == s for t in added) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    metrics = {**{f"trials_{k}": v for k, v in counts.items()}, "search_seconds": seconds,
+               "trials_per_minute": 60 * len(added) / seconds if seconds else 0.0}
+    if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+        metrics[f"best_cv_{tuning_metric(config)}"] = study.best_value
+    return counts, metrics
 
 # %% ../nbs/08_tuning.ipynb #02f9f45d
 def tune(config: ExperimentConfig,  # the experiment with a `tuning` section
@@ -492,28 +552,11 @@ def tune(config: ExperimentConfig,  # the experiment with a `tuning` section
             for _ in others: start_line.put(parent_id)
             released = True
             bar = ProgressBar(n_trials, start) if progress else None
-            try:
-                run_trials(config, settings, storage, None, timeout, parent_id, n_threads, callbacks=[bar] if bar else [], budget=budget)
-            except BaseException:
-                for worker in others: worker.terminate()  # SIGTERM: each marks its running trial failed and stops
-                for worker in others:
-                    worker.join(timeout=30)
-                    if worker.is_alive():  # stuck: stop it for good; its trial is failed just below
-                        worker.kill()
-                        worker.join()
-                fail_orphaned_trials(study)
-                raise
-            finally:
-                for worker in others: worker.join()
-                if bar: bar.bar.close()
+            _beside(others, study, lambda: run_trials(config, settings, storage, None, timeout, parent_id, n_threads,
+                                                      callbacks=[bar] if bar else [], budget=budget), bar)
             seconds = time.perf_counter() - began
             trials = study.trials_dataframe(attrs=("number", "value", "state", "duration", "params"))
-            added = [t for t in study.get_trials(deepcopy=False) if t.number >= start]
-            counts = {s.name.lower(): sum(t.state == s for t in added) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-            metrics = {**{f"trials_{k}": v for k, v in counts.items()}, "search_seconds": seconds,
-                       "trials_per_minute": 60 * len(added) / seconds if seconds else 0.0}
-            if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
-                metrics[f"best_cv_{tuning_metric(config)}"] = study.best_value
+            counts, metrics = _outcome(config, study, start, seconds)
             client.log_batch(parent_id, metrics=[_metric(k, v) for k, v in metrics.items()])
             plots = study_plots(study, settings.runs_dir / "tuning" / study.study_name, settings.seed)
             for plot in plots: client.log_artifact(parent_id, str(plot), "plots")

@@ -166,6 +166,18 @@ def test_a_refit_that_is_not_promoted_leaves_the_trained_model_in_place(project,
     assert (result.refit.model_dir / "model.joblib").is_file()
 
 
+def test_the_refit_trains_the_rounds_its_folds_found_on_every_row(project, tmp_path):
+    from ml_project.registry import load_model
+    from ml_project.tuning import REFIT_ROUNDS, fitted_rounds, tuned_dir
+    config = load_config(project.configs_dir / "ames_xgboost.yaml", ["model.params.n_estimators=300"])
+    result = tune(config, project, n_trials=1, storage=f"sqlite:///{tmp_path / 'study.db'}")
+    rounds = result.study.best_trial.user_attrs[REFIT_ROUNDS]
+    assert 1 <= rounds  # the folds' mean, scaled up to the refit's rows
+    model, _ = load_model(tuned_dir(config, project), project)
+    booster = model[-1].regressor_  # under the log-target transform
+    assert booster.n_estimators == rounds and booster.get_booster().num_boosted_rounds() == rounds
+    assert fitted_rounds(model) is None  # no early stopping: every training row is fitted, none held out
+
 def test_journal_storage(project, tmp_path):
     config = load_config(project.configs_dir / "churn_xgboost.yaml")
     result = tune(config, project, n_trials=2, storage=f"journal:{tmp_path / 'study.log'}", refit=False)
