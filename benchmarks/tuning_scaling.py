@@ -8,7 +8,8 @@
 2. The store's cost per trial, measured. Writer processes that do everything a trial does to the stores but train:
    ask (the sampler reads the study), the seven suggestions, the worker's label, a report and a pruning check after
    each of 5 folds, the refit's rounds, tell, the heartbeat, and (second set of columns) the trial's MLflow child
-   run. 1, 2, 4, 8 and 16 writers at once, for a fixed time each, starting together once all have imported and opened the study.
+   run. 1, 2, 4, 8 and 16 writers at once, for a fixed time each, starting together once all have imported and
+   opened the study.
 3. Beyond this machine, simulated. With a trial's training time T and the store's time per trial W(c) when c
    workers use it at once, K workers spend T + W(c_K) per trial, where c_K = K W(1) / (T + W(1)) is how many are
    inside the store at a time on average; their rate is capped by the most trials per second the store served in

@@ -230,13 +230,17 @@ def round_callbacks(config: ExperimentConfig,  # the model type decides XGBoost 
 # %% ../nbs/08_tuning.ipynb #41d254ac
 REFIT_ROUNDS = "refit_rounds"  # the trial's user attribute: the boosting rounds its refit trains
 
+def _xgboost_in(model) -> XGBModel | None:
+    "The fitted XGBoost model at the end of a pipeline (under a target transform too), or None."
+    estimator = model[-1] if hasattr(model, "steps") else model
+    estimator = getattr(estimator, "regressor_", estimator)
+    return estimator if isinstance(estimator, XGBModel) else None
+
 def fitted_rounds(model,  # a fitted pipeline or estimator
                  ) -> int | None:
     "The boosting rounds an early-stopped XGBoost fit kept (its best iteration + 1); `None` for other models or without early stopping."
-    estimator = model[-1] if hasattr(model, "steps") else model
-    estimator = getattr(estimator, "regressor_", estimator)  # under a target transform
-    if not isinstance(estimator, XGBModel): return None
-    try: return int(estimator.best_iteration) + 1
+    if (booster := _xgboost_in(model)) is None: return None
+    try: return int(booster.best_iteration) + 1
     except AttributeError: return None  # XGBoost defines it only when early stopping ran
 
 # %% ../nbs/08_tuning.ipynb #85889afe
@@ -290,7 +294,7 @@ def objective(config: ExperimentConfig,  # the experiment and its search space
             trial.report(float(np.mean(scores)), fold * ROUND_STEP + ROUND_STEP - 1)
             if trial.should_prune(): raise optuna.TrialPruned(f"after fold {fold}")
         if None not in rounds:  # what the refit trains for, on all the rows its folds saw only part of
-            trial.set_user_attr(REFIT_ROUNDS, refit_rounds(rounds, len(X), len(splits), params.get("validation_fraction", 0.1)))
+            trial.set_user_attr(REFIT_ROUNDS, refit_rounds(rounds, len(X), len(splits), _xgboost_in(model).validation_fraction))
         return float(np.mean(scores))
     return run
 

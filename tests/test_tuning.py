@@ -178,6 +178,7 @@ def test_the_refit_trains_the_rounds_its_folds_found_on_every_row(project, tmp_p
     assert booster.n_estimators == rounds and booster.get_booster().num_boosted_rounds() == rounds
     assert fitted_rounds(model) is None  # no early stopping: every training row is fitted, none held out
 
+
 def test_journal_storage(project, tmp_path):
     config = load_config(project.configs_dir / "churn_xgboost.yaml")
     result = tune(config, project, n_trials=2, storage=f"journal:{tmp_path / 'study.log'}", refit=False)
