@@ -10,12 +10,14 @@ PIP_VERSION := 26.3
 
 # Tests run notebooks in fast mode and keep their MLflow runs, models and processed data
 # out of your own (under .test-runs/), so `make test` never mixes into real results.
+# nbdev-test and pytest run side by side (make -j2), so each has a folder of its own: nothing they write is shared.
 TEST_DIR := .test-runs
-TEST_ENV := ML_PROJECT_MODE=fast \
-	ML_PROJECT_MLFLOW_TRACKING_URI=sqlite:///$(TEST_DIR)/mlflow.db \
-	ML_PROJECT_MLFLOW_ARTIFACT_ROOT=$(TEST_DIR)/mlartifacts \
-	ML_PROJECT_MODELS_DIR=$(TEST_DIR)/models \
-	ML_PROJECT_PROCESSED_DIR=$(TEST_DIR)/processed
+test_env = ML_PROJECT_MODE=fast \
+	ML_PROJECT_MLFLOW_TRACKING_URI=sqlite:///$(1)/mlflow.db \
+	ML_PROJECT_MLFLOW_ARTIFACT_ROOT=$(1)/mlartifacts \
+	ML_PROJECT_MODELS_DIR=$(1)/models \
+	ML_PROJECT_PROCESSED_DIR=$(1)/processed \
+	ML_PROJECT_RUNS_DIR=$(1)/runs
 
 DEFAULT_CONFIGS := configs/experiment_001.yaml configs/ames_random_forest.yaml configs/hpc_xgboost.yaml
 
@@ -70,14 +72,14 @@ demo-drift: install  ## replay 8 weeks of churn customers with a growing drift t
 
 test: install browser prometheus postgres  ## every test: notebooks (nbdev-test, nbval), package tests, sync, docs site in Chromium, Prometheus rules
 	$(BIN)/ml-project data $(addprefix --config ,$(DEFAULT_CONFIGS))
-	$(MAKE) --no-print-directory test-notebooks test-unit
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-notebooks test-unit
 
 test-notebooks: install  ## run every notebook top to bottom with nbdev-test (fast mode)
-	cd nbs && $(TEST_ENV) ../$(BIN)/nbdev-test --n-workers 1 --timing
+	cd nbs && $(call test_env,$(TEST_DIR)/nbdev) ../$(BIN)/nbdev-test --n-workers 1 --timing
 
 test-unit: install  ## pytest: tests/, and nbval over copies of the notebooks (fast mode)
 	rm -rf $(TEST_DIR)/nbval && $(BIN)/python tests/nbval_copies.py nbs $(TEST_DIR)/nbval
-	ML_PROJECT_ROOT=$(CURDIR) $(TEST_ENV) $(BIN)/pytest tests $(TEST_DIR)/nbval --nbval-lax --nbval-current-env \
+	ML_PROJECT_ROOT=$(CURDIR) $(call test_env,$(TEST_DIR)) $(BIN)/pytest tests $(TEST_DIR)/nbval --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider -q
 
 lab: install  ## JupyterLab on the notebooks

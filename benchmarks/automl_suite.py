@@ -12,8 +12,9 @@ XGBoost, MLP), into `configs/suite/` of a throwaway project, so the benchmark ne
 registry or models/.
 
 For each task and budget B:
-- ours: `ml-project tune -c <task>_search.yaml --timeout B --workers 2` on a new study, then the winner's refit (timed
-  apart, as FLAML's own final fit is inside its budget: see the `seconds` column);
+- ours: `ml-project tune -c <task>_search.yaml --timeout B --workers 2` on a new study (`tuning.ensemble: true`, as the
+  shipped churn search), then the refit of the winner, or of the families' leaders blended when the blend scores better
+  on their kept out-of-fold predictions (timed apart, as FLAML's own final fit is inside its budget: see the `seconds` column);
 - FLAML AutoML (`time_budget=B`, the same raw training rows, its own preprocessing and families) in its own virtual
   environment `benchmarks/.flaml-venv` (FLAML's `automl` extra pins xgboost below 3, ours is 3);
 - once per task, each family's config untuned (`ml-project train`).
@@ -182,7 +183,7 @@ def write_configs(folder: Path, name: str, spec: dict) -> str:
         families.append(f"{name}_{kind}.yaml")
     families += spec.get("shipped_families", [])
     search = {"experiment": {"name": f"{name}_search", **experiment}, **base, **features,
-              "tuning": {"n_trials": 100000, "sampler": "tpe", "pruner": "median", "families": families}}
+              "tuning": {"n_trials": 100000, "sampler": "tpe", "pruner": "median", "ensemble": True, "families": families}}
     (out / f"{name}_search.yaml").write_text(yaml.safe_dump(search, sort_keys=False))
     return f"configs/suite/{name}_search.yaml"
 
@@ -207,10 +208,11 @@ def ours(env, config: str, budget: float, folder: str) -> dict:
     trials = int(re.search(r"this run added (\d+)", out).group(1))
     best = re.search(r"best CV \S+ ([0-9.]+) \(trial \d+\): (\S+)", out)  # the winning family and its CV mean
     refit = re.search(r"refit: validation \S+ \S+, test ([0-9.]+)", out)  # what tune itself printed, as a check
+    blend = re.search(r"^ensemble: (.+) \(weights from", out, re.M)  # the leaders' blend, when it beat the winner alone
     our_python(env, "predict", config, folder)
     print(out.split("this run added")[1].split("refit:")[0], file=sys.stderr)  # the trials per family
     return {"pred": np.load(f"{folder}/ours.npy"), "rows": np.load(f"{folder}/ours_rows.npy", allow_pickle=True),
-            "winner": best.group(2), "best_cv": float(best.group(1)), "refit_test": float(refit.group(1)),
+            "winner": f"blend({blend.group(1)})" if blend else best.group(2), "best_cv": float(best.group(1)), "refit_test": float(refit.group(1)),
             "trials": trials, "seconds": seconds}
 
 

@@ -5,6 +5,7 @@ Modules:
 - `ml_project.config`: Runtime settings from `settings.ini` and the environment; experiment configs in YAML, validated before anything runs.
 - `ml_project.data`: Acquire raw data once, version it with DVC, verify its hash on every run, validate it against a declared schema, and load it correctly typed.
 - `ml_project.eda`: A first look at a problem's data: its shape, what is missing, how each column is distributed, how columns relate, and how each one relates to the target.
+- `ml_project.ensemble`: A cross-family search's best trials blended: greedy ensemble selection on their out-of-fold predictions, refitted as one voting model.
 - `ml_project.evaluation`: The full metric set, a decision threshold chosen on validation data, the plots that show how a model errs, error analysis by segment, and a saved model evaluated again on exactly its own test split.
 - `ml_project.experiment`: One experiment end to end, as `ml-project train` runs it: data, cross-validation, the final fit, evaluation on validation and test, the saved model, an MLflow run, a registered version and the champion decision; or the same as an executed notebook with papermill.
 - `ml_project.fast_path`: The predictor's fast path: a fitted pipeline compiled into plain NumPy steps for a few rows at a time.

@@ -222,6 +222,11 @@ def tune(config: ConfigOption, trials: Annotated[Optional[int], typer.Option("--
         family = f"{study.best_params['family']} " if experiment.tuning.families else ""
         typer.echo(f"best CV {metric} {study.best_value:.4f} (trial {study.best_trial.number}): {family}{best}")
     except ValueError: typer.echo("no trial finished yet")
+    if result.refit and result.refit.config.model.type == "ensemble":  # the families' leaders blended beat the winner alone
+        r, members = result.refit, result.refit.config.model.params["members"]
+        cv = f"; its CV {metric} {r.cv[metric].mean():.4f} refitted" if metric in r.cv else ""
+        weights = ", ".join(f"{m['family']} x{m['weight']:g}" for m in members)
+        typer.echo(f"ensemble: {weights} (weights from the leaders' out-of-fold predictions{cv})")
     if result.refit:
         r = result.refit
         metric = experiment.selection_metric

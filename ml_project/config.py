@@ -230,7 +230,7 @@ class SplitConfig(_Strict):
 # %% ../nbs/00_config.ipynb #a28d8ba4
 class ModelConfig(_Strict):
     "The estimator and its hyperparameters."
-    type: str = Field(description="random_forest, logistic_regression, ridge, xgboost or mlp")
+    type: str = Field(description="random_forest, logistic_regression, ridge, xgboost or mlp; ensemble: a blend of a cross-family search's families (what `tuning.ensemble` refits)")
     params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the estimator")
     target_transform: Literal["none", "log"] = Field("none", description="Regression: fit on log(1 + y), predict on the original scale")
 
@@ -269,10 +269,12 @@ class TuningConfig(_Strict):
     prune_within_folds: bool = Field(False, description="Also prune on boosting rounds / epochs inside a fold (favours fast learning rates)")
     search_space: dict[str, SearchParam] = Field(default_factory=dict, description="model.params to search, by name")
     families: list[str] = Field(default_factory=list, description="Configs (paths beside this one) whose features, preprocessing, model and search space one study searches, the model family its first decision")
+    ensemble: bool = Field(False, description="A cross-family search: refit a blend of the families' best trials, weighted by greedy selection on their out-of-fold predictions, when it beats the winner alone")
 
     @model_validator(mode="after")
     def _one_kind_of_search(self):
         if self.families and self.search_space: raise ValueError("a cross-family search takes each search space from its family's config: remove search_space, or families")
+        if self.ensemble and not self.families: raise ValueError("ensemble blends the families of a cross-family search: list tuning.families, or remove ensemble")
         return self
 
 # %% ../nbs/00_config.ipynb #1dc6ea83
@@ -323,7 +325,10 @@ class ExperimentConfig(_Strict):
     def _a_model_or_families(self):
         searched = self.tuning is not None and bool(self.tuning.families)
         if self.model is None and not searched: raise ValueError("missing key 'model' (or tuning.families, for a search across model families)")
-        if self.model is not None and searched: raise ValueError("a cross-family search takes its models from tuning.families: remove model, or tuning.families")
+        if self.model is not None and searched and self.model.type != "ensemble":  # a blend's members are the families
+            raise ValueError("a cross-family search takes its models from tuning.families: remove model, or tuning.families")
+        if self.model is not None and self.model.type == "ensemble" and not searched:
+            raise ValueError("model.type ensemble blends the configs listed in tuning.families: list them")
         return self
 
     @model_validator(mode="after")

@@ -129,7 +129,7 @@ class CompiledPipeline:
 
 def compile_pipeline(pipeline: Pipeline, classifier: bool) -> CompiledPipeline | None:
     "The pipeline compiled to functions on a dict of input column arrays; None if a step is unknown."
-    if not isinstance(pipeline, Pipeline) or not isinstance(pipeline.steps[-2][1], ColumnTransformer): return None
+    if not isinstance(pipeline, Pipeline) or len(pipeline.steps) < 2 or not isinstance(pipeline.steps[-2][1], ColumnTransformer): return None
     try:
         features = _chain([_feature_step(step) for _, step in pipeline.steps[:-2]])
         preprocess = _column_transformer(pipeline.steps[-2][1])

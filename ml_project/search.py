@@ -44,7 +44,7 @@ def family_configs(config: ExperimentConfig,  # a config with `tuning.families`
         name = family.experiment.name
         if name in families: raise ConfigError(f"tuning.families: two families are named {name!r} (their experiment.name); rename one")
         space = family.tuning.search_space if family.tuning else {}
-        tuning = config.tuning.model_copy(update={"families": [], "search_space": space})
+        tuning = config.tuning.model_copy(update={"families": [], "search_space": space, "ensemble": False})
         families[name] = family.model_copy(update={**{key: getattr(config, key) for key in SHARED}, "tuning": tuning})
     return families
 
@@ -154,15 +154,17 @@ def family_objective(config: ExperimentConfig,  # the search config
                     ):
     "The function Optuna calls in a cross-family search: draw the family, then score its pipeline with its own parameters."
     families = family_configs(config)
-    score = {name: objective(family, settings, X, y, n_threads, prefix=f"{name}.") for name, family in families.items()}
+    score = {name: objective(family, settings, X, y, n_threads, prefix=f"{name}.", keep_predictions=config.tuning.ensemble)
+             for name, family in families.items()}
     return lambda trial: score[trial.suggest_categorical("family", list(families))](trial)
 
 # %% ../nbs/08b_search.ipynb #83e2da32
 def winning_config(config: ExperimentConfig,  # the search config
                    study: optuna.Study,  # its study, with a finished trial
+                   trial: optuna.trial.FrozenTrial | None = None,  # another of its trials (default: the best)
                   ) -> ExperimentConfig:
     "The best trial's family config with the best trial's parameters: what the refit trains, evaluates and registers."
-    best = study.best_trial
+    best = trial or study.best_trial
     family = family_configs(config)[best.params["family"]]
     prefix = f"{best.params['family']}."
     drawn = {name.removeprefix(prefix): value for name, value in best.params.items() if name.startswith(prefix)}

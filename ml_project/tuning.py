@@ -29,6 +29,7 @@ from sklearn.metrics import get_scorer
 from xgboost import XGBModel
 
 from .config import ExperimentConfig, SearchParam, Settings, config_path, lower_is_better, with_model_params
+from .ensemble import fold_predictions, keep_if_leading, out_of_fold
 from .experiment import TrainResult, run_experiment
 from .features import cv_folds, load_splits
 from .models import PARALLEL, build_pipeline
@@ -41,8 +42,8 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'ROUND_STEP', 'HEARTBEAT_SECONDS', 'REFIT_ROUNDS', 'TRIAL_GATE', 'suggest_params', 'decode_params',
            'PerTrialSeed', 'make_sampler', 'make_pruner', 'tuning_metric', 'default_storage', 'make_storage',
            'study_name', 'open_study', 'fail_orphaned_trials', 'round_callbacks', 'fitted_rounds', 'refit_rounds',
-           'objective', 'TrialLogger', 'trial_budget', 'run_trials', 'study_plots', 'tuned_dir', 'refit_best',
-           'ProgressBar', 'TuneResult', 'tune']
+           'objective', 'TrialLogger', 'trial_budget', 'run_trials', 'study_plots', 'tuned_dir', 'refit_config',
+           'refit_best', 'ProgressBar', 'TuneResult', 'tune']
 
 # %% ../nbs/08_tuning.ipynb #92908f31
 def _labels(p: SearchParam) -> list:
@@ -266,6 +267,7 @@ def objective(config: ExperimentConfig,  # the experiment and its search space
               y: pd.Series,  # its encoded target
               n_threads: int | None = None,  # threads per fit (default: the model's own setting)
               prefix: str = "",  # before each parameter's name in the study (a cross-family search's `<family>.`)
+              keep_predictions: bool = False,  # store the out-of-fold predictions of a trial that leads its family (`tuning.ensemble`)
              ):
     "The function Optuna calls: the mean CV score of the config's pipeline with the trial's parameters (fast mode's caps applied)."
     config = fast_caps(config, settings)
@@ -284,17 +286,20 @@ def objective(config: ExperimentConfig,  # the experiment and its search space
         trial.set_user_attr("worker", _worker_id())
         _hold(trial)
         params = {**config.model.params, **suggest_params(trial, config.tuning.search_space, prefix), **threads}
-        scores, rounds = [], []
+        scores, rounds, predictions = [], [], {}
         for fold, (train, valid) in enumerate(splits):
             within = round_callbacks(config, trial, fold, maximise) if config.tuning.prune_within_folds else {}
             fold_config = with_model_params(config, {**params, **within})
             model = build_pipeline(fold_config, settings.seed).fit(X.iloc[train], y.iloc[train])  # the factory checks every name
             scores.append(sign * scorer(model, X.iloc[valid], y.iloc[valid]))
             rounds.append(fitted_rounds(model))
+            if keep_predictions: predictions[fold] = fold_predictions(model, X.iloc[valid], config.data.task == "classification")
             trial.report(float(np.mean(scores)), fold * ROUND_STEP + ROUND_STEP - 1)
             if trial.should_prune(): raise optuna.TrialPruned(f"after fold {fold}")
         if None not in rounds:  # what the refit trains for, on all the rows its folds saw only part of
             trial.set_user_attr(REFIT_ROUNDS, refit_rounds(rounds, len(X), len(splits), _xgboost_in(model).validation_fraction))
+        if keep_predictions:  # in the training split's row order, for a blend of the families' leaders
+            keep_if_leading(trial, out_of_fold(predictions, splits), float(np.mean(scores)), maximise)
         return float(np.mean(scores))
     return run
 
@@ -427,23 +432,36 @@ def tuned_dir(config: ExperimentConfig,  # the experiment
     return settings.models_dir / "tuned" / settings.for_mode(config.experiment.name)
 
 # %% ../nbs/08_tuning.ipynb #477584da
+def refit_config(best: ExperimentConfig,  # a config with a trial's parameters
+                 trial: optuna.trial.FrozenTrial,  # that trial
+                ) -> ExperimentConfig:
+    "`best` set to train the boosting rounds the trial's folds found on every row, with no hold-out to stop on (as it is when it has none)."
+    rounds = trial.user_attrs.get(REFIT_ROUNDS)
+    if not rounds: return best
+    return with_model_params(best, {**best.model.params, "n_estimators": rounds, "early_stopping_rounds": None, "validation_fraction": 0})
+
 def refit_best(config: ExperimentConfig,  # the experiment
                settings: Settings,  # mode, seed, paths
                study: optuna.Study,  # the study whose best trial to refit
                parent_run_id: str | None = None,  # the study's MLflow run, the refit's parent
               ) -> TrainResult:
-    "Train the best trial's parameters (and its folds' rounds) on the training split, evaluate, register as `challenger`; `champion` moves only if better on validation."
+    "Train the best trial's parameters (and its folds' rounds), or the families' blend (`tuning.ensemble`) when it scores better, on the training split; evaluate, register as `challenger`; `champion` moves only if better on validation."
     from mlflow.tracking import MlflowClient
     if config.tuning.families:  # the winning family's config with the winner's parameters
         from ml_project.search import winning_config
         best = winning_config(config, study)
     else: best = with_model_params(config, {**config.model.params, **decode_params(study.best_params, config.tuning.search_space)})
-    if rounds := study.best_trial.user_attrs.get(REFIT_ROUNDS):  # the folds' rounds on every row, no hold-out to stop on
-        best = with_model_params(best, {**best.model.params, "n_estimators": rounds, "early_stopping_rounds": None, "validation_fraction": 0})
+    best, tuned_by = refit_config(best, study.best_trial), f"{study.study_name} trial {study.best_trial.number}"
+    if config.tuning.ensemble:  # a blend of the families' leaders, when it beats the winner alone on their kept predictions
+        from ml_project.ensemble import ensemble_config
+        blend, report = ensemble_config(config, settings, study, load_splits(config, settings)["train"][1])
+        if parent_run_id: MlflowClient(settings.mlflow_tracking_uri).log_dict(parent_run_id, report, "ensemble.json")
+        if blend is not None:
+            best, tuned_by = blend, f"{study.study_name} trials " + ", ".join(str(f["trial"]) for f in report["families"].values() if f["weight"])
     # Beside, not over, the model `ml-project train` made: a refit that is not promoted is only a challenger.
     result = run_experiment(best, settings, parent_run_id=parent_run_id, folder=tuned_dir(config, settings))
     client = MlflowClient(settings.mlflow_tracking_uri)
-    client.set_tag(result.run_id, "tuned_by", f"{study.study_name} trial {study.best_trial.number}")
+    client.set_tag(result.run_id, "tuned_by", tuned_by)
     if result.registered: client.set_registered_model_alias(*result.registered[:1], "challenger", result.registered[1])
     return result
 

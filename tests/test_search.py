@@ -1,11 +1,15 @@
 """A search across model families from the command line: every family tried, the winner refitted and registered; the
 configs it cannot run refused with the key at fault."""
+import json
 import re
+from pathlib import Path
 
+import numpy as np
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from ml_project.cli import app
+from ml_project.config import load_config
 
 runner = CliRunner()
 SEARCH = "configs/churn_search.yaml"
@@ -27,9 +31,30 @@ def test_search_tries_every_family_and_registers_the_winner(project):
     version = re.search(r"registered (\S+) v(\d+)", result.output)
     client = MlflowClient(project.mlflow_tracking_uri)
     run = client.get_run(client.get_model_version(version.group(1), version.group(2)).run_id)
-    expected = {"churn_logistic": "logistic_regression", "experiment_001": "random_forest", "churn_xgboost": "xgboost", "churn_mlp": "mlp"}
-    assert run.data.params["model.type"] == expected[best.group(3)]  # the refit trained the winning family
-    assert run.data.tags["tuned_by"] == f"churn_search__fast trial {best.group(2)}"
+    # The shipped search blends the families' leaders (tuning.ensemble): on these six trials the blend beats the winner.
+    blend = re.search(r"^ensemble: (.+) \(weights from", result.output, re.M)
+    assert blend, result.output
+    weights = {name: float(w) for name, w in re.findall(r"(\w+) x([0-9.]+)", blend.group(1))}
+    assert len(weights) >= 2 and set(weights) <= {"churn_logistic", "experiment_001", "churn_xgboost", "churn_mlp"}
+    assert run.data.params["model.type"] == "ensemble"
+    parent = re.search(r"MLflow parent run (\w+)", result.output).group(1)
+    report = json.loads(Path(client.download_artifacts(parent, "ensemble.json", str(project.root))).read_text())  # leaders, weights, the blend's CV
+    assert {name: f["weight"] for name, f in report["families"].items() if f["weight"]} == weights
+    assert report["cv"] > max(f["cv"] for f in report["families"].values()) - 0.01  # pooled folds, not the folds' mean
+    leaders = sorted(str(f["trial"]) for f in report["families"].values() if f["weight"])
+    assert sorted(run.data.tags["tuned_by"].removeprefix("churn_search__fast trials ").split(", ")) == leaders
+
+    # The registered blend averages its members' probabilities with those weights.
+    from ml_project.features import load_splits
+    from ml_project.registry import load_model
+    from ml_project.tuning import tuned_dir
+    search = load_config(project.root / SEARCH)
+    model, _ = load_model(tuned_dir(search, project), project)
+    X = load_splits(search, project)["test"][0].head(50)
+    vote = model[-1]
+    members = {name: member.predict_proba(X)[:, 1] for name, member in zip([n for n, _ in vote.estimators], vote.estimators_)}
+    expected = sum(weights[name] * p for name, p in members.items()) / sum(weights.values())
+    np.testing.assert_allclose(model.predict_proba(X)[:, 1], expected, rtol=1e-6)
 
     # The same study again with fewer families: refused before any trial, with what to do.
     text = (project.root / SEARCH).read_text().replace("    - churn_mlp.yaml\n", "")
