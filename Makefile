@@ -10,7 +10,8 @@ PIP_VERSION := 26.3
 
 # Tests run notebooks in fast mode and keep their MLflow runs, models and processed data
 # out of your own (under .test-runs/), so `make test` never mixes into real results.
-# nbdev-test and pytest run side by side (make -j2), so each has a folder of its own: nothing they write is shared.
+# The notebooks (nbdev-test, then nbval) and pytest tests/ run side by side (make -j2), each lane with a folder of
+# its own, so nothing they write is shared.
 TEST_DIR := .test-runs
 test_env = ML_PROJECT_MODE=fast \
 	ML_PROJECT_MLFLOW_TRACKING_URI=sqlite:///$(1)/mlflow.db \
@@ -74,13 +75,14 @@ test: install browser prometheus postgres  ## every test: notebooks (nbdev-test,
 	$(BIN)/ml-project data $(addprefix --config ,$(DEFAULT_CONFIGS))
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-notebooks test-unit
 
-test-notebooks: install  ## run every notebook top to bottom with nbdev-test (fast mode)
+test-notebooks: install  ## every notebook top to bottom: nbdev-test, then nbval over copies of them (fast mode)
 	cd nbs && $(call test_env,$(TEST_DIR)/nbdev) ../$(BIN)/nbdev-test --n-workers 1 --timing
-
-test-unit: install  ## pytest: tests/, and nbval over copies of the notebooks (fast mode)
 	rm -rf $(TEST_DIR)/nbval && $(BIN)/python tests/nbval_copies.py nbs $(TEST_DIR)/nbval
-	ML_PROJECT_ROOT=$(CURDIR) $(call test_env,$(TEST_DIR)) $(BIN)/pytest tests $(TEST_DIR)/nbval --nbval-lax --nbval-current-env \
+	ML_PROJECT_ROOT=$(CURDIR) $(call test_env,$(TEST_DIR)) $(BIN)/pytest $(TEST_DIR)/nbval --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider -q
+
+test-unit: install  ## pytest tests/: the package, commands, services, docs site in Chromium, notebook/package sync (fast mode)
+	ML_PROJECT_ROOT=$(CURDIR) $(call test_env,$(TEST_DIR)/unit) $(BIN)/pytest tests -p no:cacheprovider -q
 
 lab: install  ## JupyterLab on the notebooks
 	$(BIN)/jupyter lab --notebook-dir=nbs $(if $(SUDO),,--allow-root)
