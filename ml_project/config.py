@@ -25,7 +25,8 @@ __all__ = ['SETTINGS_FILE', 'SETTINGS_SECTION', 'ENV_PREFIX', 'CLASSIFICATION_ME
            'find_root', 'Settings', 'get_settings', 'lower_is_better', 'canonical_metric', 'ExperimentInfo',
            'DataConfig', 'GroupStat', 'FeaturesConfig', 'PreprocessingConfig', 'SplitConfig', 'ModelConfig',
            'EvaluationConfig', 'SearchParam', 'TuningConfig', 'MonitoringConfig', 'TrainingConfig', 'ExperimentConfig',
-           'ConfigLoader', 'read_yaml', 'load_config', 'config_path', 'with_model_params', 'config_to_dict', 'flatten']
+           'ConfigLoader', 'read_yaml', 'load_config', 'config_path', 'with_model', 'with_model_params',
+           'config_to_dict', 'flatten']
 
 # %% ../nbs/00_config.ipynb #98681d20
 class ConfigError(ValueError):
@@ -415,13 +416,19 @@ def config_path(config: ExperimentConfig,  # a config returned by `load_config`
     return getattr(config, "_path", None)
 
 # %% ../nbs/00_config.ipynb #cf3dd424
+def with_model(config: ExperimentConfig,  # the config to copy
+               model: ModelConfig,  # the copy's model section
+              ) -> ExperimentConfig:
+    "A copy of `config` with `model` (and that still knows its file: a search's families are found beside it)."
+    copy = config.model_copy(update={"model": model})
+    if config_path(config): object.__setattr__(copy, "_path", config_path(config))
+    return copy
+
 def with_model_params(config: ExperimentConfig,  # the config to copy
                       params: dict[str, Any],  # the model parameters of the copy, replacing the config's
                      ) -> ExperimentConfig:
     "A copy of `config` whose model has `params` (and that still knows its file)."
-    copy = config.model_copy(update={"model": config.model.model_copy(update={"params": params})})
-    if config_path(config): object.__setattr__(copy, "_path", config_path(config))
-    return copy
+    return with_model(config, config.model.model_copy(update={"params": params}))
 
 # %% ../nbs/00_config.ipynb #91990ea0
 def config_to_dict(config: ExperimentConfig,  # the config to write out

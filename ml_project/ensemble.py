@@ -25,7 +25,8 @@ from sklearn.ensemble import VotingClassifier, VotingRegressor
 from sklearn.metrics import get_scorer
 from sklearn.pipeline import Pipeline
 
-from .config import ExperimentConfig, ModelConfig, Settings, lower_is_better
+from .config import ExperimentConfig, ModelConfig, Settings, lower_is_better, with_model
+from .evaluation import positive_scores
 
 OOF = "oof_predictions"  # the trial's user attribute: its out-of-fold predictions, kept while it leads its family
 ROUNDS = 25  # ensemble selection's additions (auto-sklearn uses 50 from many more candidates; a few families need fewer)
@@ -35,10 +36,8 @@ def fold_predictions(model,  # a fitted pipeline
                      X: pd.DataFrame,  # the fold's held-out rows
                      classification: bool,  # probabilities (the positive class's for two classes) or values
                     ) -> np.ndarray:
-    "What a blend averages: class probabilities (two classes: the positive one's) or predicted values."
-    if not classification: return np.asarray(model.predict(X), dtype=float)
-    proba = model.predict_proba(X)
-    return proba[:, 1] if proba.shape[1] == 2 else proba
+    "What a blend averages: class probabilities (two classes: the positive one's, as the evaluation scores them) or predicted values."
+    return positive_scores(model, X) if classification else np.asarray(model.predict(X), dtype=float)
 
 
 def keep_if_leading(trial: optuna.Trial,  # the trial that has just scored
@@ -56,10 +55,10 @@ def keep_if_leading(trial: optuna.Trial,  # the trial that has just scored
 class GivenPredictions(BaseEstimator):
     "An 'estimator' whose predictions for rows `X` (positions) are given: lets a scikit-learn scorer score a blend."
     def __init__(self, predictions: np.ndarray): self.predictions = predictions
+    def fit(self, X=None, y=None): return self
     def _rows(self, X): return np.asarray(X, dtype=int).ravel()
 
 class _GivenProbabilities(ClassifierMixin, GivenPredictions):
-    def fit(self, X=None, y=None): return self
     @property
     def classes_(self): return np.arange(2 if self.predictions.ndim == 1 else self.predictions.shape[1])
     def predict_proba(self, X):
@@ -68,7 +67,6 @@ class _GivenProbabilities(ClassifierMixin, GivenPredictions):
     def predict(self, X): return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 class _GivenValues(RegressorMixin, GivenPredictions):
-    def fit(self, X=None, y=None): return self
     def predict(self, X): return self.predictions[self._rows(X)]
 
 
@@ -119,11 +117,10 @@ def ensemble_config(config: ExperimentConfig,  # the search config (`tuning.ense
     from .training import fast_caps, scorers
     from .tuning import refit_config, tuning_metric
     leaders = family_leaders(study)
-    classification = config.data.task == "classification"
-    metric = tuning_metric(config)
-    score = blend_scorer(scorers([metric], config.data.task, y.nunique())[metric], y, classification)
-    sign = -1.0 if lower_is_better(metric) else 1.0  # the scorer is greater-is-better; the report is in the metric's units
     if len(leaders) < 2: return None, {"families": {name: {"trial": t.number, "cv": t.value} for name, t in leaders.items()}}
+    metric = tuning_metric(config)
+    score = blend_scorer(scorers([metric], config.data.task, y.nunique())[metric], y, config.data.task == "classification")
+    sign = -1.0 if lower_is_better(metric) else 1.0  # the scorer is greater-is-better; the report is in the metric's units
     counts, blended = ensemble_selection({name: np.asarray(t.user_attrs[OOF]) for name, t in leaders.items()}, score)
     report = {"metric": metric, "cv": sign * blended,
               "families": {name: {"trial": t.number, "cv": t.value, "weight": counts.get(name, 0)} for name, t in leaders.items()}}
@@ -132,14 +129,6 @@ def ensemble_config(config: ExperimentConfig,  # the search config (`tuning.ense
                 "params": fast_caps(refit_config(winning_config(config, study, leaders[name]), leaders[name]), settings).model.params}
                for name, weight in counts.items()]
     return with_model(config, ModelConfig(type="ensemble", params={"members": members})), report
-
-
-def with_model(config: ExperimentConfig, model: ModelConfig) -> ExperimentConfig:
-    "A copy of `config` with `model` (that still knows its file, which its families' paths are relative to)."
-    from .config import config_path
-    copy = config.model_copy(update={"model": model})
-    if config_path(config): object.__setattr__(copy, "_path", config_path(config))
-    return copy
 
 
 def _members(config: ExperimentConfig) -> list[tuple[str, float, ExperimentConfig]]:

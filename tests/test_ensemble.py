@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import log_loss, mean_squared_error, roc_auc_score
 
-from ml_project.config import ModelConfig, load_config
-from ml_project.ensemble import blend_scorer, check_ensemble, ensemble_pipeline, ensemble_selection, out_of_fold, with_model
+from ml_project.config import ModelConfig, load_config, with_model
+from ml_project.ensemble import blend_scorer, check_ensemble, ensemble_pipeline, ensemble_selection, out_of_fold
 
 
 def test_selection_blends_models_that_err_differently_and_leaves_out_a_bad_one():
