@@ -1,5 +1,9 @@
 """How tuning scales with workers on a shared study store: SQLite against the project's PostgreSQL service.
 
+0. The machine's ceiling, measured. The same trials' training (the objective `tune` runs, single thread) in 1 and 2
+   processes that share a counter of trials and no store (each its own in-memory study): what 2 workers could reach
+   here if storing, tracking and starting processes cost nothing. Per-trial wall and CPU time, and the CPU time the
+   hypervisor took (steal).
 1. Parallel efficiency, measured. `ml-project tune` on the churn XGBoost config (careful mode) with K = 1 and K = 2
    single-thread workers (`model.params.n_jobs=1`) on the same trials (random sampler, no pruner: trial k is the same
    point whichever worker runs it), once with SQLite files (Optuna's study and MLflow's store) and once with the
@@ -17,8 +21,8 @@
    the 16-writer figure scaled by c/16 (the store saturated), which is pessimistic for PostgreSQL on a real server:
    here the clients and the server share 2 cores.
 
-Run: .venv/bin/python benchmarks/tuning_scaling.py [--trials 60] [--seconds 15] [--parts 1,2] [--repeats 3]
-Takes about 20 minutes; PostgreSQL comes from `make postgres` (Debian's package).
+Run: .venv/bin/python benchmarks/tuning_scaling.py [--trials 60] [--seconds 15] [--parts 0,1,2] [--repeats 3]
+Takes about 25 minutes; PostgreSQL comes from `make postgres` (Debian's package).
 """
 import argparse
 import multiprocessing
@@ -38,6 +42,62 @@ from tuning_budget import cli, project_copy  # noqa: E402  a throwaway project r
 CONFIG = "churn_xgboost.yaml"
 SAME_TRIALS = ["--set", "tuning.sampler=random", "--set", "tuning.pruner=none", "--set", "model.params.n_jobs=1"]
 FOLDS = 5  # a trial reports its running CV score after each fold and asks the pruner (the configs' default)
+
+
+def _trainer(params: list[dict], counter, barrier, out):
+    "Part 0's worker: the objective's training for the trials `counter` hands out, on an in-memory study; puts (wall, CPU) per trial."
+    import optuna
+    from ml_project.config import get_settings, load_config, with_model_params
+    from ml_project.features import load_splits
+    from ml_project.tuning import objective
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    root = Path(os.environ["ML_PROJECT_ROOT"])
+    config = load_config(root / "configs" / CONFIG)
+    config = with_model_params(config, {**config.model.params, "n_jobs": 1})
+    settings = get_settings(root)
+    run = objective(config, settings, *load_splits(config, settings)["train"])
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())  # in memory: no store at all
+    barrier.wait()
+    times = []
+    while True:
+        with counter.get_lock():
+            k, counter.value = counter.value, counter.value + 1
+        if k >= len(params): break
+        study.enqueue_trial(params[k])
+        wall, cpu = time.perf_counter(), time.process_time()
+        study.optimize(run, n_trials=1)
+        times.append((time.perf_counter() - wall, time.process_time() - cpu))
+    out.put((times, time.perf_counter()))
+
+
+def _cpu_ticks() -> np.ndarray:
+    return np.array(Path("/proc/stat").read_text().splitlines()[0].split()[1:], dtype=float)  # user nice system idle iowait irq softirq steal ...
+
+
+def ceiling(trials: int, repeat: int) -> list[dict]:
+    "Part 0: trials per minute of the same trials' training in 1 and 2 processes with no store; odd repeats run 2 first."
+    import optuna
+    from ml_project.config import load_config
+    from ml_project.tuning import suggest_params
+    space = load_config(Path(os.environ["ML_PROJECT_ROOT"]) / "configs" / CONFIG).tuning.search_space
+    sampler = optuna.create_study(sampler=optuna.samplers.RandomSampler(repeat))
+    params = []
+    for _ in range(trials):
+        trial = sampler.ask(); suggest_params(trial, space); params.append(trial.params); sampler.tell(trial, 0.0)
+    context, rows = multiprocessing.get_context("spawn"), []
+    for workers in ((1, 2) if repeat % 2 == 0 else (2, 1)):
+        counter, barrier, out = context.Value("i", 0), context.Barrier(workers + 1), context.Queue()
+        processes = [context.Process(target=_trainer, args=(params, counter, barrier, out)) for _ in range(workers)]
+        for p in processes: p.start()
+        barrier.wait()  # every process has imported and loaded the data: only training is timed
+        ticks, began = _cpu_ticks(), time.perf_counter()
+        results = [out.get() for _ in processes]
+        seconds, ticks = max(end for _, end in results) - began, _cpu_ticks() - ticks
+        for p in processes: p.join()
+        times = np.array([t for per_process, _ in results for t in per_process])
+        rows.append({"repeat": repeat, "workers": workers, "trials": len(times), "seconds": seconds, "trials_per_min": 60 * len(times) / seconds,
+                     "wall_per_trial_s": times[:, 0].mean(), "cpu_per_trial_s": times[:, 1].mean(), "steal_%": 100 * ticks[7] / ticks.sum()})
+    return rows
 
 
 def measured_efficiency(env: dict, storage: str, label: str, trials: int, repeat: int = 0) -> list[dict]:
@@ -134,7 +194,7 @@ def simulate(train_s: float, cost: pd.DataFrame, ks=(2, 8, 32, 128)) -> dict:
     return expected
 
 
-def main(trials: int, seconds: float, parts: set[int] = frozenset({1, 2}), repeats: int = 3):
+def main(trials: int, seconds: float, parts: set[int] = frozenset({0, 1, 2}), repeats: int = 3):
     from ml_project.config import get_settings
     from ml_project.services import services_for, start, stop
     pd.set_option("display.width", 200)
@@ -153,7 +213,8 @@ def main(trials: int, seconds: float, parts: set[int] = frozenset({1, 2}), repea
             pg_env = {**env, "ML_PROJECT_MLFLOW_TRACKING_URI": services.tracking_uri}
             stores = {"sqlite": (env, f"sqlite:///{folder}/optuna.db", f"sqlite:///{folder}/mlflow.db"),
                       "postgresql": (pg_env, services.database_url("optuna"), services.tracking_uri)}
-            speed, cost = [], []
+            speed, cost, bare = [], [], []
+            for repeat in range(repeats if 0 in parts else 0): bare += ceiling(trials, repeat)
             for repeat in range(repeats if 1 in parts else 0):  # interleaved: a slow spell of the machine hits both stores
                 for label, (store_env, storage, tracking) in stores.items():
                     speed += measured_efficiency(store_env, storage, label, trials, repeat)
@@ -161,7 +222,15 @@ def main(trials: int, seconds: float, parts: set[int] = frozenset({1, 2}), repea
                 if 2 in parts: cost += store_cost(storage, tracking, label, seconds)
         finally:
             stop(services)
-    speed, cost = pd.DataFrame(speed), pd.DataFrame(cost)
+    speed, cost, bare = pd.DataFrame(speed), pd.DataFrame(cost), pd.DataFrame(bare)
+    if not bare.empty:
+        print(f"0. the machine's ceiling: the same {trials} trials' training, single thread, in 1 and 2 processes, no store")
+        print(bare.round(3).to_string(index=False))
+        pairs = [pair.set_index("workers") for _, pair in bare.groupby("repeat")]
+        runs = [two.trials_per_min / (2 * one.trials_per_min) for one, two in ((p.loc[1], p.loc[2]) for p in pairs)]
+        slower = [p.loc[2].wall_per_trial_s / p.loc[1].wall_per_trial_s for p in pairs]
+        print(f"ceiling at K=2 = {np.median(runs):.3f}, median of {len(runs)} ({', '.join(f'{e:.3f}' for e in runs)}); "
+              f"a trial took {np.median(slower):.3f}x as long with both cores training\n")
     if speed.empty or cost.empty: print("(part 3 needs parts 1 and 2)")
     if not speed.empty: print(f"1. `ml-project tune`, churn XGBoost (careful), the same {trials} trials, single-thread workers")
     if not speed.empty: print(speed.round(2).to_string(index=False))
@@ -200,7 +269,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=60, help="trials per tune run in part 1")
     parser.add_argument("--seconds", type=float, default=15, help="seconds per writer count in part 2")
-    parser.add_argument("--parts", default="1,2", help="which parts to measure (part 3 needs both)")
+    parser.add_argument("--parts", default="0,1,2", help="which parts to measure (part 3 needs 1 and 2)")
     parser.add_argument("--repeats", type=int, default=3, help="pairs of part-1 runs per store, interleaved; the median is reported")
     args = parser.parse_args()
     main(args.trials, args.seconds, {int(p) for p in args.parts.split(",")}, args.repeats)

@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -42,8 +43,8 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'ROUND_STEP', 'HEARTBEAT_SECONDS', 'REFIT_ROUNDS', 'TRIAL_GATE', 'suggest_params', 'decode_params',
            'PerTrialSeed', 'make_sampler', 'make_pruner', 'tuning_metric', 'default_storage', 'make_storage',
            'study_name', 'open_study', 'fail_orphaned_trials', 'round_callbacks', 'fitted_rounds', 'refit_rounds',
-           'objective', 'TrialLogger', 'trial_budget', 'run_trials', 'study_plots', 'tuned_dir', 'refit_config',
-           'refit_best', 'ProgressBar', 'TuneResult', 'tune']
+           'objective', 'TrialLogger', 'trial_budget', 'prepare_worker', 'run_trials', 'study_plots', 'tuned_dir',
+           'refit_config', 'refit_best', 'ProgressBar', 'TuneResult', 'tune']
 
 # %% ../nbs/08_tuning.ipynb #92908f31
 def _labels(p: SearchParam) -> list:
@@ -143,16 +144,29 @@ def make_storage(url: str,  # an SQLAlchemy URL (`sqlite:///...`, `postgresql+ps
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     from sqlalchemy.exc import SQLAlchemyError
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None  # concurrent workers wait for the lock
+    sqlite = url.startswith("sqlite")
+    engine = {"connect_args": {"timeout": 60}} if sqlite else None  # concurrent workers wait for the lock
     for attempt in range(5):  # commands started together race to create the tables; the loser finds them on a retry
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat is marked experimental
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS,
-                                                  grace_period=3 * HEARTBEAT_SECONDS)
+                storage = optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS,
+                                                     grace_period=3 * HEARTBEAT_SECONDS)
+            break
         except SQLAlchemyError:
             if attempt == 4: raise
             time.sleep(0.5 + attempt)
+    if sqlite: _write_ahead(storage.engine)
+    return storage
+
+def _write_ahead(engine):
+    "SQLite in write-ahead-log mode: readers never wait for a writer, and a commit appends to the log without syncing the disk."
+    from sqlalchemy import event
+    @event.listens_for(engine, "connect")
+    def pragmas(connection, record):  # a trial commits about 20 times: each no longer waits for the disk
+        connection.execute("PRAGMA journal_mode=WAL")  # kept in the file: every process that opens it after uses it too
+        connection.execute("PRAGMA synchronous=NORMAL")  # a power cut may lose the last trials, never corrupt the study
+    engine.dispose()  # the connections opened while the tables were checked get the pragmas on their next use
 
 # %% ../nbs/08_tuning.ipynb #71709991
 def study_name(config: ExperimentConfig,  # the experiment
@@ -314,13 +328,14 @@ class TrialLogger:
                  metric: str,  # the tuned metric's name
                 ):
         self.tracking_uri, self.parent_run_id, self.metric = tracking_uri, parent_run_id, metric
+        self.experiment_id = None  # the parent's, looked up once: a trial's run costs three calls to the store
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial):
         from mlflow.entities import Metric, Param
         from mlflow.tracking import MlflowClient
         client = MlflowClient(self.tracking_uri)
-        parent = client.get_run(self.parent_run_id)
-        run = client.create_run(parent.info.experiment_id, run_name=f"trial {trial.number}",
+        if self.experiment_id is None: self.experiment_id = client.get_run(self.parent_run_id).info.experiment_id
+        run = client.create_run(self.experiment_id, run_name=f"trial {trial.number}",
                                 tags={"mlflow.parentRunId": self.parent_run_id, "study": study.study_name,
                                       "trial": str(trial.number), "state": trial.state.name, "worker": str(trial.user_attrs.get("worker", ""))})
         now = int(time.time() * 1000)
@@ -347,6 +362,18 @@ def _take_one(budget) -> bool:
         return True
 
 # %% ../nbs/08_tuning.ipynb #35d484e6
+def prepare_worker(config: ExperimentConfig,  # the experiment
+                   settings: Settings,  # mode and seed
+                   storage: str,  # the study's database URL
+                   n_threads: int | None = None,  # threads per fit
+                  ) -> tuple[optuna.Study, callable]:
+    "A worker's study, opened, and its objective, with the training split loaded: everything before its first trial."
+    if config.tuning.families:  # a cross-family search: each family's objective, the family drawn first
+        from ml_project.search import family_objective as make_objective
+    else: make_objective = objective
+    X, y = load_splits(config, settings)["train"]
+    return open_study(config, settings, storage), make_objective(config, settings, X, y, n_threads)
+
 def run_trials(config: ExperimentConfig,  # the experiment
                settings: Settings,  # mode and seed
                storage: str,  # the study's database URL
@@ -356,6 +383,7 @@ def run_trials(config: ExperimentConfig,  # the experiment
                n_threads: int | None = None,  # threads per fit
                callbacks: list = (),  # Optuna callbacks (the progress bar)
                budget = None,  # `trial_budget`'s counter shared with the other workers
+               prepared: tuple | None = None,  # `prepare_worker`'s study and objective, when made before
               ) -> None:
     """One worker: add `n_trials` trials to the config's study (None: no limit), stopping after `timeout` seconds.
 
@@ -364,13 +392,8 @@ def run_trials(config: ExperimentConfig,  # the experiment
     try: previous = signal.signal(signal.SIGTERM, _interrupt)
     except ValueError: previous = None  # not the main thread: leave signals alone
     try:
-        if config.tuning.families:  # a cross-family search: each family's objective, the family drawn first
-            from ml_project.search import family_objective as make_objective
-        else: make_objective = objective
-        study = open_study(config, settings, storage)
-        X, y = load_splits(config, settings)["train"]
+        study, run = prepared or prepare_worker(config, settings, storage, n_threads)
         recorder = [TrialLogger(settings.mlflow_tracking_uri, parent_run_id, tuning_metric(config))] if parent_run_id else []
-        run = make_objective(config, settings, X, y, n_threads)
         if budget is None: budget = trial_budget(n_trials)
         deadline = None if timeout is None else time.monotonic() + timeout
         while _take_one(budget):
@@ -395,9 +418,15 @@ def _worker(config, settings, storage, budget, timeout, start_line, n_threads, p
     logging.basicConfig(level=logging.WARNING)
     _stop_with_parent(parent)
     try:
+        prepared = prepare_worker(config, settings, storage, n_threads)  # while the parent opens its MLflow run
         parent_run_id = start_line.get()  # the parent's MLflow run, once it exists; None: the parent failed first
-        if parent_run_id is not None: run_trials(config, settings, storage, None, timeout, parent_run_id, n_threads, budget=budget)
+        if parent_run_id is not None: run_trials(config, settings, storage, None, timeout, parent_run_id, n_threads,
+                                                  budget=budget, prepared=prepared)
     except KeyboardInterrupt: pass  # Optuna has marked the running trial failed; the parent reports the interruption
+    # Its trials are stored: end now. Tearing down the imports would take 0.4-0.7 s, which the command waits for.
+    logging.shutdown()
+    sys.stdout.flush(); sys.stderr.flush()
+    os._exit(0)
 
 # %% ../nbs/08_tuning.ipynb #f2c2c858
 def study_plots(study: optuna.Study,  # the finished study
