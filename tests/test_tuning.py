@@ -81,6 +81,7 @@ def test_two_commands_share_one_study(project, tmp_path):
     outputs = finish(*runs)
     for run, output in zip(runs, outputs):
         assert run.returncode == 0, output
+        assert "this run added 3 " in output, output  # its own trials, not the other command's
     trials = _trials(storage)
     assert len(trials) == 6 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both processes ran trials of the one study
