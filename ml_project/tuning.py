@@ -188,7 +188,7 @@ def open_study(config: ExperimentConfig,  # the experiment with a `tuning` secti
                                direction="minimize" if lower_is_better(tuning_metric(config)) else "maximize", load_if_exists=True)
 
 # %% ../nbs/08_tuning.ipynb #b5bbfc19
-def _worker_id() -> str: return f"{socket.gethostname()}:{os.getpid()}"
+def _worker_id(pid: int | None = None) -> str: return f"{socket.gethostname()}:{pid or os.getpid()}"  # this process, or `pid` on this host
 
 def fail_orphaned_trials(study: optuna.Study,  # the study to clean up
                         ) -> list[int]:
@@ -553,7 +553,8 @@ def _beside(others: list,  # the other worker processes, searching the same stud
 def _outcome(config: ExperimentConfig, study: optuna.Study, start: int, seconds: float, workers: set[str]) -> tuple[dict, dict]:
     """The trials this run's `workers` added, by state, and the parent run's metrics: those counts, the pace, the best CV score.
     Trials that another command added to the study meanwhile are not this run's; a trial that failed before naming its worker is."""
-    added = [t for t in study.get_trials(deepcopy=False) if t.number >= start and t.user_attrs.get("worker", next(iter(workers))) in workers]
+    added = [t for t in study.get_trials(deepcopy=False)
+             if t.number >= start and ("worker" not in t.user_attrs or t.user_attrs["worker"] in workers)]
     counts = {s.name.lower(): sum(t.state == s for t in added) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     metrics = {**{f"trials_{k}": v for k, v in counts.items()}, "search_seconds": seconds,
                "trials_per_minute": 60 * len(added) / seconds if seconds else 0.0}
@@ -608,7 +609,7 @@ def tune(config: ExperimentConfig,  # the experiment with a `tuning` section
                                                       callbacks=[bar] if bar else [], budget=budget), bar)
             seconds = time.perf_counter() - began
             trials = study.trials_dataframe(attrs=("number", "value", "state", "duration", "params"))
-            ours = {_worker_id(), *(f"{socket.gethostname()}:{worker.pid}" for worker in others)}
+            ours = {_worker_id(), *(_worker_id(worker.pid) for worker in others)}
             counts, metrics = _outcome(config, study, start, seconds, ours)
             client.log_batch(parent_id, metrics=[_metric(k, v) for k, v in metrics.items()])
             plots = study_plots(study, settings.runs_dir / "tuning" / study.study_name, settings.seed)
