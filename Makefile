@@ -26,7 +26,7 @@ DOCS_PORT ?= 8000
 NB ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install browser prometheus postgres services services-stop run serve monitor demo-drift test test-notebooks test-unit lab mlflow-ui docs docs-outputs docs-serve readme lock clean
+.PHONY: help install browser prometheus postgres services services-stop run serve monitor demo-drift test test-notebooks test-unit lint format export maps lab mlflow-ui docs docs-outputs docs-serve readme lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -71,9 +71,32 @@ monitor: install  ## check the churn champion's logged predictions of the last 7
 demo-drift: install  ## replay 8 weeks of churn customers with a growing drift through the service; monitor each week (~2 min)
 	$(BIN)/python benchmarks/drift_replay.py --keep runs/drift-replay
 
-test: install browser prometheus postgres  ## every test: notebooks (nbdev-test, nbval), package tests, sync, docs site in Chromium, Prometheus rules
+test: install browser prometheus postgres lint  ## every test: lint, notebooks (nbdev-test, nbval), package tests, sync, docs site in Chromium, Prometheus rules
 	$(BIN)/ml-project data $(addprefix --config ,$(DEFAULT_CONFIGS))
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-notebooks test-unit
+
+# Style is recorded in pyproject.toml's [tool.ruff]; notebooks are the source, so they are linted and formatted too.
+LINTED := ml_project nbs tests benchmarks docs
+
+lint: install  ## ruff: lint and format check of the package, notebooks, tests, benchmarks and docs (zero findings)
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+
+format: install  ## apply ruff's fixes and format, then export the notebooks (make export)
+	$(BIN)/ruff check --fix $(LINTED)
+	$(BIN)/ruff format $(LINTED)
+	$(MAKE) --no-print-directory export
+
+export: install  ## notebooks -> package: nbdev-export, the phases' faces (docs/maps.py), imports sorted and formatted, nbdev-clean
+	$(BIN)/nbdev-export
+	$(BIN)/python docs/maps.py --write-faces
+	$(BIN)/ruff check --quiet --fix --select I ml_project  # nbdev makes the project's imports relative: sorted again
+	$(BIN)/ruff format --quiet ml_project
+	$(BIN)/nbdev-clean
+
+maps: install  ## regenerate the README folder map, the architecture page's stage table and the phases' faces, then README.md
+	$(BIN)/python docs/maps.py --write
+	$(BIN)/python docs/prepare.py --readme
 
 test-notebooks: install  ## every notebook top to bottom: nbdev-test, then nbval over copies of them (fast mode)
 	cd nbs && $(call test_env,$(TEST_DIR)/nbdev) ../$(BIN)/nbdev-test --n-workers 1 --timing
@@ -92,7 +115,7 @@ docs: install  ## build the docs site from the notebooks and docs/ into _docs/ (
 	$(BIN)/sphinx-build -q -W --keep-going -c docs _proc _docs
 	@echo "docs site in _docs/: make docs-serve, then open http://127.0.0.1:$(DOCS_PORT)"
 
-docs-outputs: install  ## re-execute the notebooks in careful mode for the docs site (before a release; ~30 min; NB=08_tuning for one)
+docs-outputs: install  ## re-execute the notebooks in careful mode for the docs site (before a release; ~30 min; NB=34_search.tune for one)
 	$(BIN)/python docs/outputs.py $(NB)
 
 docs-serve: docs  ## serve the docs site on http://127.0.0.1:8000 (DOCS_PORT=...)

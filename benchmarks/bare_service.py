@@ -4,18 +4,20 @@ Plain ASGI under uvicorn, no framework: read the body, parse it, `ModelPredictor
 the answer. No validation, log, metrics or keys. Run by the benchmark as `uvicorn bare_service:app`; it serves the
 model named by ML_PROJECT_SERVE_MODEL with the settings of the environment.
 """
+
 import os
 
 import orjson
 
-from ml_project.config import get_settings
-from ml_project.predictor import ModelPredictor
+from ml_project.serve.predictor import ModelPredictor
+from ml_project.settings import get_settings
 
 predictor = ModelPredictor.load(os.environ["ML_PROJECT_SERVE_MODEL"], get_settings())
 
 
 async def app(scope, receive, send):
-    if scope["type"] != "http": return
+    if scope["type"] != "http":
+        return
     if scope["path"] == "/ping":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         return await send({"type": "http.response.body", "body": b"ok"})

@@ -16,28 +16,33 @@ early stopping); the rounds each fit ran are printed to show it.
 
 Run: .venv/bin/python benchmarks/pipeline_overhead.py [--repeats 20]
 """
+
 import argparse
 import statistics
 import time
 
-import numpy as np
 import pandas as pd
+from sklearn.compose import make_column_selector, make_column_transformer
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.compose import make_column_selector, make_column_transformer
-from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from ml_project.config import get_settings, load_config, with_model_params
-from ml_project.features import feature_steps, load_splits
-from ml_project.models import EarlyStoppingXGBClassifier
-from ml_project.neural import MLPClassifier
-from ml_project.training import train_model
+from ml_project.config import load_config, with_model_params
+from ml_project.features import feature_steps
+from ml_project.models.factory import EarlyStoppingXGBClassifier
+from ml_project.models.neural import MLPClassifier
+from ml_project.settings import get_settings
+from ml_project.split import load_splits
+from ml_project.train.training import train_model
 
 CONFIGS = ["experiment_001.yaml", "churn_xgboost.yaml", "churn_logistic.yaml", "churn_mlp.yaml"]
-FIXED_WORK = {"xgboost": {"n_estimators": 300, "early_stopping_rounds": None}, "mlp": {"max_epochs": 15, "validation_fraction": 0.0}}
+FIXED_WORK = {
+    "xgboost": {"n_estimators": 300, "early_stopping_rounds": None},
+    "mlp": {"max_epochs": 15, "validation_fraction": 0.0},
+}
 
 
 def plain_matrix(X: pd.DataFrame, columns=None) -> pd.DataFrame:
@@ -48,33 +53,42 @@ def plain_matrix(X: pd.DataFrame, columns=None) -> pd.DataFrame:
 
 def plain_model(config, seed):
     params = dict(config.model.params)
-    if config.model.type == "random_forest": return RandomForestClassifier(**{"random_state": seed, "n_jobs": -1, **params}), False
-    if config.model.type == "xgboost": return EarlyStoppingXGBClassifier(**{"random_state": seed, "n_jobs": -1, **params}), False
-    if config.model.type == "logistic_regression": return LogisticRegression(**{"random_state": seed, **params}), True
+    if config.model.type == "random_forest":
+        return RandomForestClassifier(**{"random_state": seed, "n_jobs": -1, **params}), False
+    if config.model.type == "xgboost":
+        return EarlyStoppingXGBClassifier(**{"random_state": seed, "n_jobs": -1, **params}), False
+    if config.model.type == "logistic_regression":
+        return LogisticRegression(**{"random_state": seed, **params}), True
     return MLPClassifier(**{"random_state": seed, **params, "progress": False}), True
 
 
 def rounds(model) -> int:
     "Boosting rounds or epochs a model trained for; 1 for the others."
-    while hasattr(model, "steps"): model = model[-1]
-    if hasattr(model, "get_booster"): return model.get_booster().num_boosted_rounds()
+    while hasattr(model, "steps"):
+        model = model[-1]
+    if hasattr(model, "get_booster"):
+        return model.get_booster().num_boosted_rounds()
     return getattr(model, "n_epochs_", 1)
 
 
 def timed(fn, repeats):
     times = []
     for _ in range(repeats):
-        start = time.perf_counter(); out = fn(); times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
     return out, statistics.median(times)
 
 
 def sklearn_script(model, scale, impute=False):
     "The canonical scikit-learn pipeline: one-hot the categories, scale numbers for linear and neural models."
     numeric = StandardScaler() if scale else "passthrough"
-    if impute: numeric = make_pipeline(SimpleImputer(strategy="median"), numeric)  # charge_ratio is undefined at 0 charges
-    columns = make_column_transformer((OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-                                       make_column_selector(dtype_include="category")),
-                                      (numeric, make_column_selector(dtype_include="number")))
+    if impute:
+        numeric = make_pipeline(SimpleImputer(strategy="median"), numeric)  # charge_ratio is undefined at 0 charges
+    columns = make_column_transformer(
+        (OneHotEncoder(handle_unknown="ignore", sparse_output=False), make_column_selector(dtype_include="category")),
+        (numeric, make_column_selector(dtype_include="number")),
+    )
     return make_pipeline(columns, model)
 
 
@@ -92,15 +106,27 @@ def main(repeats: int):
         proba, predict_ours = timed(lambda: ours.predict_proba(X_test)[:, 1], repeats)
         row["auc_ours"], row["predict_rows_s_ours"] = roc_auc_score(y_test, proba), len(X_test) / predict_ours
 
-        sk, row["fit_s_sklearn"] = timed(lambda: sklearn_script(*plain_model(config, settings.seed)).fit(X_train, y_train), 5)
+        sk, row["fit_s_sklearn"] = timed(
+            lambda: sklearn_script(*plain_model(config, settings.seed)).fit(X_train, y_train), 5
+        )
         proba, predict_sk = timed(lambda: sk.predict_proba(X_test)[:, 1], repeats)
         row["auc_sklearn"], row["predict_rows_s_sklearn"] = roc_auc_score(y_test, proba), len(X_test) / predict_sk
 
         # The same script given the same feature columns: what is left is our configured preprocessing and wrappers.
-        same = lambda: Pipeline([*feature_steps(config.features), ("plain", sklearn_script(*plain_model(config, settings.seed), impute=True))])
+        def same():
+            return Pipeline(
+                [
+                    *feature_steps(config.features),
+                    ("plain", sklearn_script(*plain_model(config, settings.seed), impute=True)),
+                ]
+            )
+
         sf, row["fit_s_sklearn_features"] = timed(lambda: same().fit(X_train, y_train), 5)
         proba, predict_sf = timed(lambda: sf.predict_proba(X_test)[:, 1], repeats)
-        row["auc_sklearn_features"], row["predict_rows_s_sklearn_features"] = roc_auc_score(y_test, proba), len(X_test) / predict_sf
+        row["auc_sklearn_features"], row["predict_rows_s_sklearn_features"] = (
+            roc_auc_score(y_test, proba),
+            len(X_test) / predict_sf,
+        )
 
         def pandas_fit():
             model, scale = plain_model(config, settings.seed)
@@ -108,14 +134,19 @@ def main(repeats: int):
             scaler = StandardScaler().fit(Xt) if scale else None
             model.fit(scaler.transform(Xt) if scaler else Xt, y_train)
             return model, scaler, Xt.columns
+
         (model, scaler, columns), row["fit_s_pandas"] = timed(pandas_fit, 5)
+
         def pandas_predict():
             Xp = plain_matrix(X_test, columns)
             return model.predict_proba(scaler.transform(Xp) if scaler else Xp)[:, 1]
+
         proba, predict_pd = timed(pandas_predict, repeats)
         row["auc_pandas"], row["predict_rows_s_pandas"] = roc_auc_score(y_test, proba), len(X_test) / predict_pd
 
-        row["rounds_ours"], row["rounds_sklearn"], row["rounds_sklearn_features"], row["rounds_pandas"] = map(rounds, (ours, sk, sf, model))
+        row["rounds_ours"], row["rounds_sklearn"], row["rounds_sklearn_features"], row["rounds_pandas"] = map(
+            rounds, (ours, sk, sf, model)
+        )
         row["fit_ratio_vs_sklearn"] = row["fit_s_ours"] / row["fit_s_sklearn"]
         row["predict_ratio_vs_sklearn"] = predict_ours / predict_sk
         row["fit_ratio_vs_sklearn_features"] = row["fit_s_ours"] / row["fit_s_sklearn_features"]
@@ -125,8 +156,10 @@ def main(repeats: int):
         rows.append(row)
     table = pd.DataFrame(rows).set_index("model")
     pd.set_option("display.width", 250)
-    print(f"churn, fixed split (seed {settings.seed}): {len(X_train):,} train rows, {len(X_test):,} test rows; "
-          f"fit: median of 5, predict: median of {repeats} runs over the whole test split")
+    print(
+        f"churn, fixed split (seed {settings.seed}): {len(X_train):,} train rows, {len(X_test):,} test rows; "
+        f"fit: median of 5, predict: median of {repeats} runs over the whole test split"
+    )
     print(table[[c for c in table if c.startswith("auc")]].round(4).to_string(), end="\n\n")
     print(table[[c for c in table if c.startswith(("fit_s", "predict_rows"))]].round(3).to_string(), end="\n\n")
     print(table[[c for c in table if c.startswith("rounds")]].to_string(), end="\n\n")

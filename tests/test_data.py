@@ -1,13 +1,16 @@
 """Raw data is immutable and verified; schema violations stop the run with the columns and rows at fault."""
+
 import os
 
 import pandas as pd
 import pytest
-
-from ml_project.config import DataConfig, load_config
-from ml_project.data import (DataValidationError, RawDataError, acquire, file_md5, load_dataset, load_schema,
-                             raw_file, read_raw, recorded_md5, validate, verify_raw)
 from conftest import write_csv
+
+from ml_project.config import load_config
+from ml_project.data import acquire, file_md5, load_dataset, raw_file, read_raw, recorded_md5, validate, verify_raw
+from ml_project.errors import DataValidationError, RawDataError
+from ml_project.schema import load_schema
+from ml_project.sections import DataConfig
 
 
 def test_changed_byte_is_caught_and_file_left_alone(project):
@@ -29,6 +32,7 @@ def test_changed_byte_is_caught_and_file_left_alone(project):
 def test_existing_raw_file_is_never_overwritten(project, tmp_path):
     # The behaviour, not the permission bits (CI runs as root, who may write anything): nothing the project does rewrites it.
     from ml_project.data import _place_once
+
     source = write_csv(tmp_path / "mine.csv", pd.DataFrame({"x": [1, 2, 3], "label": ["a", "b", "a"]}))
     data = DataConfig(source=str(source), target="label")
     placed = acquire(data, project)  # first time: copied and recorded with DVC
@@ -38,7 +42,10 @@ def test_existing_raw_file_is_never_overwritten(project, tmp_path):
     write_csv(source, pd.DataFrame({"x": [9], "label": ["z"]}))  # the source changes later
     assert acquire(data, project) == placed
     _place_once(b"x,label\n9,z\n", placed)  # the project's own writer, aimed at the file
-    assert (placed.read_bytes(), os.stat(placed).st_mtime_ns) == before  # the raw copy is byte for byte as first acquired
+    assert (
+        placed.read_bytes(),
+        os.stat(placed).st_mtime_ns,
+    ) == before  # the raw copy is byte for byte as first acquired
     assert pd.read_csv(placed)["x"].tolist() == [1, 2, 3]
 
 
@@ -82,7 +89,9 @@ def test_schema_violations_list_columns_and_rows(project):
 def test_target_missing_from_user_csv(project, tmp_path):
     source = write_csv(tmp_path / "nolabel.csv", pd.DataFrame({"x": [1, 2]}))
     path = tmp_path / "c.yaml"
-    path.write_text(f"experiment: {{name: t}}\ndata: {{source: {source}, target: label}}\nmodel: {{type: random_forest}}\n")
+    path.write_text(
+        f"experiment: {{name: t}}\ndata: {{source: {source}, target: label}}\nmodel: {{type: random_forest}}\n"
+    )
     with pytest.raises(DataValidationError, match="target column 'label' is missing"):
         load_dataset(load_config(path), project)
 
@@ -103,7 +112,9 @@ def test_source_by_url(project, tmp_path):
 
 
 def test_dvc_restores_a_changed_raw_file(project):
-    import subprocess, sys
+    import subprocess
+    import sys
+
     config = load_config(project.configs_dir / "experiment_001.yaml")
     path = raw_file(config.data, project)
     path.unlink()  # as on a fresh clone: the .dvc record is committed, the data is not
@@ -112,7 +123,11 @@ def test_dvc_restores_a_changed_raw_file(project):
     path.write_bytes(path.read_bytes() + b"tampered\n")
     with pytest.raises(RawDataError, match="dvc checkout --force wa_churn.csv.dvc"):
         verify_raw(path)
-    done = subprocess.run([sys.executable, "-m", "dvc", "checkout", "--force", path.name + ".dvc"], cwd=path.parent,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", "checkout", "--force", path.name + ".dvc"],
+        cwd=path.parent,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert verify_raw(path) == recorded_md5(path)

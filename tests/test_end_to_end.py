@@ -1,16 +1,18 @@
 """The baseline end to end in fast mode: command, MLflow run, saved model; failures recorded and reported."""
+
 import json
 
 import mlflow
 import pandas as pd
 import pytest
+from conftest import write_csv
 from typer.testing import CliRunner
 
 from ml_project.cli import app
 from ml_project.config import load_config
 from ml_project.data import raw_file
-from ml_project.registry import ModelIntegrityError, load_model, problem_name
-from conftest import write_csv
+from ml_project.errors import ModelIntegrityError
+from ml_project.train.files import load_model, problem_name
 
 runner = CliRunner()
 
@@ -27,7 +29,15 @@ def test_train_baseline_fast(project):
     runs = _runs(project, "churn")
     assert len(runs) == 1 and runs.loc[0, "status"] == "FINISHED"
     run = runs.iloc[0]
-    for metric in ("cv_accuracy_mean", "cv_f1_std", "cv_auc_mean", "test_roc_auc", "test_f1", "valid_accuracy", "valid_roc_auc"):
+    for metric in (
+        "cv_accuracy_mean",
+        "cv_f1_std",
+        "cv_auc_mean",
+        "test_roc_auc",
+        "test_f1",
+        "valid_accuracy",
+        "valid_roc_auc",
+    ):
         assert 0 <= run[f"metrics.{metric}"] <= 1, metric
     assert "metrics.test_auc" not in run  # one implementation computes held-out metrics, under one name
     assert run["metrics.test_roc_auc"] > 0.7  # a real model on real data, not a placeholder
@@ -65,15 +75,25 @@ def test_misspelt_config_key_fails_naming_it(project, tmp_path):
     path.write_text((project.configs_dir / "experiment_001.yaml").read_text().replace("n_estimators", "n_estimator"))
     result = runner.invoke(app, ["train", "-c", str(path)])
     assert result.exit_code == 1 and "n_estimator" in result.output and "RandomForestClassifier" in result.output
-    path.write_text((project.configs_dir / "experiment_001.yaml").read_text().replace("positive_class", "positive_clas"))
+    path.write_text(
+        (project.configs_dir / "experiment_001.yaml").read_text().replace("positive_class", "positive_clas")
+    )
     result = runner.invoke(app, ["train", "-c", str(path)])
-    assert result.exit_code == 1 and "unknown key 'data.positive_clas' (did you mean 'positive_class'?)" in result.output
+    assert (
+        result.exit_code == 1 and "unknown key 'data.positive_clas' (did you mean 'positive_class'?)" in result.output
+    )
 
 
 def test_users_own_csv_with_config_only(project, tmp_path):
     rng = pd.Series(range(400))
-    frame = pd.DataFrame({"customer": rng, "age": 20 + rng % 50, "plan": (rng % 3).map({0: "basic", 1: "plus", 2: "pro"}),
-                          "spend": (rng * 7 % 113).astype(float)})
+    frame = pd.DataFrame(
+        {
+            "customer": rng,
+            "age": 20 + rng % 50,
+            "plan": (rng % 3).map({0: "basic", 1: "plus", 2: "pro"}),
+            "spend": (rng * 7 % 113).astype(float),
+        }
+    )
     frame["renewed"] = ((frame["spend"] > 50) ^ (frame["age"] % 7 == 0)).map({True: "yes", False: "no"})
     source = write_csv(tmp_path / "subscriptions.csv", frame)
     config = tmp_path / "mine.yaml"

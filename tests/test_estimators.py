@@ -1,4 +1,5 @@
 """Custom estimators follow scikit-learn's conventions."""
+
 import pickle
 
 import numpy as np
@@ -9,11 +10,20 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from ml_project.features import GroupStatsEncoder
+from ml_project.models.factory import EarlyStoppingXGBClassifier, EarlyStoppingXGBRegressor
+from ml_project.models.neural import MLPClassifier, MLPRegressor
 from ml_project.preprocessing import IQRClipper, PandasOneHotEncoder, PandasOrdinalEncoder
 
 
-@parametrize_with_checks([IQRClipper(), IQRClipper(factor=3.0), PandasOneHotEncoder(), PandasOneHotEncoder(max_categories=3),
-                          PandasOrdinalEncoder()])
+@parametrize_with_checks(
+    [
+        IQRClipper(),
+        IQRClipper(factor=3.0),
+        PandasOneHotEncoder(),
+        PandasOneHotEncoder(max_categories=3),
+        PandasOrdinalEncoder(),
+    ]
+)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -50,12 +60,12 @@ def test_group_stats_unseen_group_and_missing_value():
     assert np.isnan(out.loc[1, "v_vs_g_mean"])  # left for the imputer, not invented here
 
 
-from ml_project.models import EarlyStoppingXGBClassifier, EarlyStoppingXGBRegressor
-from ml_project.neural import MLPClassifier, MLPRegressor
-
-
-@parametrize_with_checks([MLPClassifier(hidden_sizes=(16,), lr=0.01, max_epochs=60, progress=False),
-                          MLPRegressor(hidden_sizes=(16,), lr=0.01, max_epochs=60, progress=False)])
+@parametrize_with_checks(
+    [
+        MLPClassifier(hidden_sizes=(16,), lr=0.01, max_epochs=60, progress=False),
+        MLPRegressor(hidden_sizes=(16,), lr=0.01, max_epochs=60, progress=False),
+    ]
+)
 def test_mlp_estimator_checks(estimator, check):
     check(estimator)
 
@@ -75,12 +85,23 @@ def test_early_stopping_xgboost_is_a_clean_estimator(cls):
 def _categorical_tables(seed=0, n=300):
     "Training and new rows with every kind of categorical column: strings with missing values, pandas categoricals, bools, numbers."
     rng = np.random.default_rng(seed)
-    plan = rng.choice(["basic", "pro", "team", "gold", None], n, p=[.5, .2, .15, .1, .05])
-    train = pd.DataFrame({"plan": plan.astype(object), "plan_cat": pd.Categorical(plan, categories=["team", "pro", "basic", "gold", "unused"]),
-                          "flag": rng.choice([True, False], n), "rating": rng.choice([1.0, 2.0, 3.0, np.nan], n)})
-    new = pd.DataFrame({"plan": ["platinum", None, "basic", "gold"],
-                        "plan_cat": pd.Categorical(["platinum", None, "basic", "gold"], categories=["gold", "basic", "platinum"]),
-                        "flag": [True, False, True, True], "rating": [7.0, np.nan, 1.0, 3.0]})
+    plan = rng.choice(["basic", "pro", "team", "gold", None], n, p=[0.5, 0.2, 0.15, 0.1, 0.05])
+    train = pd.DataFrame(
+        {
+            "plan": plan.astype(object),
+            "plan_cat": pd.Categorical(plan, categories=["team", "pro", "basic", "gold", "unused"]),
+            "flag": rng.choice([True, False], n),
+            "rating": rng.choice([1.0, 2.0, 3.0, np.nan], n),
+        }
+    )
+    new = pd.DataFrame(
+        {
+            "plan": ["platinum", None, "basic", "gold"],
+            "plan_cat": pd.Categorical(["platinum", None, "basic", "gold"], categories=["gold", "basic", "platinum"]),
+            "flag": [True, False, True, True],
+            "rating": [7.0, np.nan, 1.0, 3.0],
+        }
+    )
     return train, new
 
 
@@ -88,10 +109,14 @@ def _categorical_tables(seed=0, n=300):
 def test_pandas_one_hot_matches_scikit_learn(max_categories):
     # The same columns, names and values as OneHotEncoder for each kind of column, seen and unseen levels, and missing values.
     from sklearn.preprocessing import OneHotEncoder
+
     train, new = _categorical_tables()
     ours = PandasOneHotEncoder(max_categories=max_categories).fit(train)
-    theirs = OneHotEncoder(max_categories=max_categories, sparse_output=False,
-                           handle_unknown="infrequent_if_exist" if max_categories else "ignore").fit(train)
+    theirs = OneHotEncoder(
+        max_categories=max_categories,
+        sparse_output=False,
+        handle_unknown="infrequent_if_exist" if max_categories else "ignore",
+    ).fit(train)
     assert list(ours.get_feature_names_out()) == list(theirs.get_feature_names_out())
     for X in [train, new, new.to_numpy()]:
         np.testing.assert_array_equal(ours.transform(X), theirs.transform(X))
@@ -101,8 +126,11 @@ def test_pandas_one_hot_matches_scikit_learn(max_categories):
 
 def test_pandas_one_hot_matches_on_the_shipped_data(project):
     from sklearn.preprocessing import OneHotEncoder
-    from ml_project.config import get_settings, load_config
+
+    from ml_project.config import load_config
     from ml_project.data import load_dataset
+    from ml_project.settings import get_settings
+
     settings = get_settings()
     for name in ["experiment_001.yaml", "ames_random_forest.yaml"]:
         frame = load_dataset(load_config(settings.configs_dir / name), settings).frame
@@ -118,13 +146,18 @@ def test_pandas_ordinal_matches_scikit_learn(project):
     # The same codes as OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1): every kind of column, unseen
     # levels (-1), missing values (NaN if seen in fit, else -1), numpy input, and the shipped Ames and churn data.
     from sklearn.preprocessing import OrdinalEncoder
-    from ml_project.config import get_settings, load_config
+
+    from ml_project.config import load_config
     from ml_project.data import load_dataset
+    from ml_project.settings import get_settings
+
     train, new = _categorical_tables()
     pairs = [(train, [train, new, new.to_numpy()])]
     settings = get_settings()
     for name in ["experiment_001.yaml", "ames_random_forest.yaml"]:
-        X = load_dataset(load_config(settings.configs_dir / name), settings).frame.select_dtypes(include=["category", "object", "string", "bool"])
+        X = load_dataset(load_config(settings.configs_dir / name), settings).frame.select_dtypes(
+            include=["category", "object", "string", "bool"]
+        )
         pairs.append((X.iloc[::2], [X.iloc[1::2]]))
     for fit_on, tables in pairs:
         ours = PandasOrdinalEncoder().fit(fit_on)

@@ -1,17 +1,22 @@
 """Experiments: reproducible fits, the papermill path equal to the package path, the champion chosen without the test split, evaluate and run."""
+
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import write_csv
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from conftest import write_csv
 from ml_project.cli import app
-from ml_project.config import SplitConfig, get_settings, load_config
-from ml_project.experiment import run_experiment, run_notebooks
-from ml_project.features import load_splits, split_data
-from ml_project.training import train_model
+from ml_project.config import load_config
+from ml_project.sections import SplitConfig
+from ml_project.settings import get_settings
+from ml_project.split import load_splits, split_data
+from ml_project.train.experiment import run_experiment
+from ml_project.train.notebooks import run_notebooks
+from ml_project.train.training import train_model
 
 runner = CliRunner()
 
@@ -36,7 +41,7 @@ def test_papermill_path_gives_the_package_paths_metrics(project, tmp_path):
     config = load_config(config_file)
     outcome = run_notebooks(config_file, config, project)
     assert outcome.ok, outcome.message
-    assert {p.name for p in outcome.folder.glob("*.ipynb")} == {"07a_experiment.ipynb"}
+    assert {p.name for p in outcome.folder.glob("*.ipynb")} == {"28_train.experiment.ipynb"}
     package = run_experiment(config, project, register=False)
     client = MlflowClient(project.mlflow_tracking_uri)
     notebook_run, package_run = client.get_run(outcome.run_id), client.get_run(package.run_id)
@@ -48,23 +53,33 @@ def test_papermill_path_gives_the_package_paths_metrics(project, tmp_path):
     # evaluated once: every metric was logged once, by the one evaluation path
     assert all(len(client.get_metric_history(outcome.run_id, k)) == 1 for k in keys)
     artefacts = {a.path for a in client.list_artifacts(outcome.run_id, "notebooks")}
-    assert artefacts == {"notebooks/07a_experiment.ipynb", "notebooks/07a_experiment.html"}  # HTML: the artefact viewer renders it
-    page = Path(client.download_artifacts(outcome.run_id, "notebooks/07a_experiment.html", str(tmp_path)))
-    assert "roc_auc" in page.read_text() and "<img" in page.read_text()  # the executed notebook, outputs and plots included
+    assert artefacts == {
+        "notebooks/28_train.experiment.ipynb",
+        "notebooks/28_train.experiment.html",
+    }  # HTML: the artefact viewer renders it
+    page = Path(client.download_artifacts(outcome.run_id, "notebooks/28_train.experiment.html", str(tmp_path)))
+    assert (
+        "roc_auc" in page.read_text() and "<img" in page.read_text()
+    )  # the executed notebook, outputs and plots included
     assert any(a.path.endswith("roc_pr.png") for a in client.list_artifacts(outcome.run_id, "evaluation"))
     assert notebook_run.data.tags["model_version"] == "1" and notebook_run.data.tags["champion"] == "True"
-    assert "registered churn__fast v1 (champion); champion decision: the first version of churn__fast" in outcome.message
+    assert (
+        "registered churn__fast v1 (champion); champion decision: the first version of churn__fast" in outcome.message
+    )
 
 
 def test_failing_notebook_cell_marks_the_run_failed(project):
     # a class weight keyed by the label passes the config check (a dict) and fails only when fitted: the model sees 0 and 1
-    result = runner.invoke(app, ["run", "-c", str(project.configs_dir / "experiment_001.yaml"), "--set", "model.params.class_weight={Yes: 2}"])
+    result = runner.invoke(
+        app,
+        ["run", "-c", str(project.configs_dir / "experiment_001.yaml"), "--set", "model.params.class_weight={Yes: 2}"],
+    )
     assert result.exit_code == 1
-    assert "07a_experiment.ipynb: cell [" in result.output and "class_weight" in result.output
+    assert "28_train.experiment.ipynb: cell [" in result.output and "class_weight" in result.output
     run_id = result.output.split("MLflow run ")[1].split()[0]
     run = MlflowClient(project.mlflow_tracking_uri).get_run(run_id)
     assert run.info.status == "FAILED" and "class_weight" in run.data.tags["error"]
-    assert (project.runs_dir / run_id / "07a_experiment.ipynb").is_file()  # the executed notebook is kept
+    assert (project.runs_dir / run_id / "28_train.experiment.ipynb").is_file()  # the executed notebook is kept
 
 
 CONFIG = """
@@ -87,10 +102,12 @@ def _test_only_hint(project, tmp_path):
     test_rows = split_data(frame, SplitConfig(), "y", seed=project.seed)["test"].index
     frame.loc[test_rows, "hint"] = truth[test_rows]
     source = write_csv(tmp_path / "hinted.csv", frame)
+
     def config(name, drop, folds):
         path = tmp_path / f"{name}.yaml"
         path.write_text(CONFIG.format(name=name, source=source, drop=drop, folds=folds))
         return load_config(path)
+
     return config
 
 
@@ -104,7 +121,9 @@ def test_the_champion_never_moves_on_a_test_metric(project, tmp_path):
     assert peeker.valid["roc_auc"] < honest.valid["roc_auc"]  # ... worse on validation: it stays the challenger
     decision = peeker.promotion
     assert decision.compared_on == "validation" and decision.rows == honest.rows["valid"] == peeker.rows["valid"]
-    assert decision.champion == pytest.approx(honest.valid["roc_auc"], abs=1e-12)  # the champion re-scored on the same rows
+    assert decision.champion == pytest.approx(
+        honest.valid["roc_auc"], abs=1e-12
+    )  # the champion re-scored on the same rows
     client = MlflowClient(project.mlflow_tracking_uri)
     assert str(client.get_model_version_by_alias("hinted__fast", "champion").version) == honest.registered[1]
     assert str(client.get_model_version_by_alias("hinted__fast", "challenger").version) == peeker.registered[1]
@@ -126,13 +145,24 @@ def test_a_problem_has_one_selection_metric(project, tmp_path):
 
 
 def test_train_registers_and_evaluate_reports(project):
-    result = runner.invoke(app, ["train", "-c", str(project.configs_dir / "experiment_001.yaml"),
-                                 "-c", str(project.configs_dir / "churn_logistic.yaml")])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "-c",
+            str(project.configs_dir / "experiment_001.yaml"),
+            "-c",
+            str(project.configs_dir / "churn_logistic.yaml"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "champion is chosen on validation" in result.output and "champion decision:" in result.output
     client = MlflowClient(project.mlflow_tracking_uri)
     # v2 replaces v1 only if its CV ROC-AUC on the same folds is higher
-    cv = {v: client.get_run(client.get_model_version("churn__fast", v).run_id).data.metrics["cv_auc_mean"] for v in ("1", "2")}
+    cv = {
+        v: client.get_run(client.get_model_version("churn__fast", v).run_id).data.metrics["cv_auc_mean"]
+        for v in ("1", "2")
+    }
     champion = client.get_model_version_by_alias("churn__fast", "champion")
     assert str(champion.version) == ("2" if cv["2"] > cv["1"] else "1")
     assert client.get_model_version("churn__fast", "2").tags["compared_on"] == "cv"
@@ -140,7 +170,10 @@ def test_train_registers_and_evaluate_reports(project):
         result = runner.invoke(app, ["evaluate", "--model", model])
         assert result.exit_code == 0, result.output
         assert "roc_auc" in result.output and "confusion matrix at threshold" in result.output
-        assert f"{load_splits(load_config(project.configs_dir / 'experiment_001.yaml'), project).rows['test']:,} test rows" in result.output
+        assert (
+            f"{load_splits(load_config(project.configs_dir / 'experiment_001.yaml'), project).rows['test']:,} test rows"
+            in result.output
+        )
     written = {p.name for p in (project.models_dir / "experiment_001__fast" / "evaluation").iterdir()}
     assert {"report.md", "metrics.json", "roc_pr.png", "calibration.png", "confusion.png", "importance.png"} <= written
 
@@ -167,7 +200,8 @@ def test_evaluate_refuses_a_model_outside_models(project, tmp_path):
 
 def test_fast_mode_caps_the_networks_epochs(project):
     from ml_project.config import config_path
-    from ml_project.training import fast_caps
+    from ml_project.train.training import fast_caps
+
     config = load_config(project.configs_dir / "churn_mlp.yaml")
     capped = fast_caps(config, project)
     assert capped.model.params["max_epochs"] == project.fast_max_epochs and config.model.params["max_epochs"] == 60

@@ -1,5 +1,6 @@
 """Your own data, bad input and hard stops: each case ends in a message naming the key, column or file, or in the right
 behaviour, and leaves raw files, models/, the registry and MLflow runs as they should be."""
+
 import os
 import signal
 import subprocess
@@ -11,14 +12,14 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import finish
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from conftest import finish, write_csv
 from ml_project.cli import app
 from ml_project.config import load_config
-from ml_project.features import load_splits
-from ml_project.training import train_model
+from ml_project.split import load_splits
+from ml_project.train.training import train_model
 
 runner = CliRunner()
 CLI = str(Path(sys.executable).parent / "ml-project")
@@ -26,8 +27,10 @@ CLI = str(Path(sys.executable).parent / "ml-project")
 
 def _runs(settings, experiment):
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    try: return mlflow.search_runs(experiment_names=[experiment])
-    except Exception: return pd.DataFrame()
+    try:
+        return mlflow.search_runs(experiment_names=[experiment])
+    except Exception:
+        return pd.DataFrame()
 
 
 def _config(tmp_path, name: str, text: str) -> Path:
@@ -39,8 +42,14 @@ def _config(tmp_path, name: str, text: str) -> Path:
 def _own_csv(tmp_path, rows: int = 300, **write) -> Path:
     "A small table of one's own: an id, a number, a category and a yes/no target."
     i = np.arange(rows)
-    frame = pd.DataFrame({"customer_id": i, "spend": (i * 7 % 113).astype(float), "plan": np.where(i % 3, "basic", "pro"),
-                          "renewed": np.where((i * 7 % 113 > 50) ^ (i % 7 == 0), "yes", "no")})
+    frame = pd.DataFrame(
+        {
+            "customer_id": i,
+            "spend": (i * 7 % 113).astype(float),
+            "plan": np.where(i % 3, "basic", "pro"),
+            "renewed": np.where((i * 7 % 113 > 50) ^ (i % 7 == 0), "yes", "no"),
+        }
+    )
     path = tmp_path / write.pop("name", "mine.csv")
     frame.to_csv(path, index=False, **write)
     return path
@@ -60,6 +69,7 @@ def _own_config(tmp_path, source, name="mine", extra=""):
 
 # --- 1. multiclass targets ---
 
+
 def test_a_multiclass_config_trains_evaluates_tunes_registers_and_predicts(project, tmp_path):
     config = project.configs_dir / "hpc_xgboost.yaml"
     result = runner.invoke(app, ["train", "-c", str(config)])
@@ -68,14 +78,22 @@ def test_a_multiclass_config_trains_evaluates_tunes_registers_and_predicts(proje
     for metric in ("roc_auc", "log_loss", "f1", "f1_weighted", "balanced_accuracy", "recall_VF", "precision_L"):
         assert np.isfinite(run[f"metrics.test_{metric}"]), metric
     assert run["metrics.test_roc_auc"] > 0.8  # four run-time classes, one-vs-rest
-    report = (project.models_dir / "hpc_xgboost__fast" / "evaluation")
+    report = project.models_dir / "hpc_xgboost__fast" / "evaluation"
     assert {"report.md", "confusion.png", "calibration.png", "importance.png"} <= {p.name for p in report.iterdir()}
-    assert "| VF |" in (report / "report.md").read_text().replace("|   VF |", "| VF |") or " VF " in (report / "report.md").read_text()
+    assert (
+        "| VF |" in (report / "report.md").read_text().replace("|   VF |", "| VF |")
+        or " VF " in (report / "report.md").read_text()
+    )
     assert runner.invoke(app, ["evaluate", "--model", "hpc__fast"]).exit_code == 0
-    tuned = runner.invoke(app, ["tune", "-c", str(config), "--trials", "2", "--storage", f"sqlite:///{tmp_path / 's.db'}"])
+    tuned = runner.invoke(
+        app, ["tune", "-c", str(config), "--trials", "2", "--storage", f"sqlite:///{tmp_path / 's.db'}"]
+    )
     assert tuned.exit_code == 0, tuned.output
-    assert "best CV log_loss" in tuned.output  # a multiclass study minimises log loss by default (the config's first metric)
+    assert (
+        "best CV log_loss" in tuned.output
+    )  # a multiclass study minimises log loss by default (the config's first metric)
     from ml_project import ModelPredictor
+
     X, _ = load_splits(load_config(config), project)["test"]
     out = ModelPredictor.from_registry("hpc__fast").predict(X.head(3)).to_frame()
     assert list(out.columns) == ["prediction", "probability_F", "probability_L", "probability_M", "probability_VF"]
@@ -84,8 +102,10 @@ def test_a_multiclass_config_trains_evaluates_tunes_registers_and_predicts(proje
 
 @pytest.mark.parametrize("family", ["random_forest", "logistic_regression", "mlp", "xgboost"])
 def test_every_model_family_fits_more_than_two_classes(project, family):
-    config = load_config(project.configs_dir / "hpc_xgboost.yaml",
-                         [f"model.type={family}", "model.params={}" if family != "mlp" else "model.params={max_epochs: 2}"])
+    config = load_config(
+        project.configs_dir / "hpc_xgboost.yaml",
+        [f"model.type={family}", "model.params={}" if family != "mlp" else "model.params={max_epochs: 2}"],
+    )
     splits = load_splits(config, project)
     proba = train_model(*splits["train"], config, project).predict_proba(splits.X["test"])
     assert proba.shape == (len(splits.X["test"]), 4)
@@ -93,8 +113,18 @@ def test_every_model_family_fits_more_than_two_classes(project, family):
 
 
 def test_positive_class_and_two_class_metrics_are_refused_for_more_classes(project):
-    result = runner.invoke(app, ["train", "-c", str(project.configs_dir / "hpc_xgboost.yaml"),
-                                 "--set", "data.positive_class=VF", "--set", "training.metrics=[pr_auc, accuracy]"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "-c",
+            str(project.configs_dir / "hpc_xgboost.yaml"),
+            "--set",
+            "data.positive_class=VF",
+            "--set",
+            "training.metrics=[pr_auc, accuracy]",
+        ],
+    )
     assert result.exit_code == 1
     assert "data.positive_class applies to two classes; 'class' has 4: remove it" in result.output
     assert "training.metrics ['pr_auc'] are for two classes" in result.output
@@ -103,10 +133,17 @@ def test_positive_class_and_two_class_metrics_are_refused_for_more_classes(proje
 
 # --- 2. a config checked whole before any work ---
 
+
 def test_all_configs_are_checked_before_the_first_trains(project, tmp_path):
-    broken = _config(tmp_path, "broken", (project.configs_dir / "churn_xgboost.yaml").read_text()
-                     .replace("n_estimators: 1000", 'n_estimators: "many"').replace("segment_by: [contract, internet_service]", "segment_by: [region]")
-                     .replace("learning_rate: {type: float", "learning_rates: {type: float"))
+    broken = _config(
+        tmp_path,
+        "broken",
+        (project.configs_dir / "churn_xgboost.yaml")
+        .read_text()
+        .replace("n_estimators: 1000", 'n_estimators: "many"')
+        .replace("segment_by: [contract, internet_service]", "segment_by: [region]")
+        .replace("learning_rate: {type: float", "learning_rates: {type: float"),
+    )
     result = runner.invoke(app, ["train", "-c", str(project.configs_dir / "experiment_001.yaml"), "-c", str(broken)])
     assert result.exit_code == 1
     text = result.output
@@ -115,18 +152,29 @@ def test_all_configs_are_checked_before_the_first_trains(project, tmp_path):
     assert "evaluation.segment_by names ['region'], which wa_churn.csv does not have" in text
     assert "tuning.search_space.learning_rates: not a parameter of EarlyStoppingXGBClassifier" in text
     assert len(text.splitlines()) < 20  # no traceback
-    assert _runs(project, "churn").empty and not (project.models_dir / "experiment_001__fast").exists()  # the good one waited too
+    assert (
+        _runs(project, "churn").empty and not (project.models_dir / "experiment_001__fast").exists()
+    )  # the good one waited too
 
 
 def test_columns_the_data_lacks_are_named(project, tmp_path):
     source = _own_csv(tmp_path)
-    config = _config(tmp_path, "cols", OWN.format(name="cols", source=source, extra=", fill_missing: {age: 0}")
-                     .replace("id_column: customer_id", "id_column: cust_id")
-                     + "features: {group_stats: [{group: region, value: spend}]}\nevaluation: {segment_by: [channel]}\n")
+    config = _config(
+        tmp_path,
+        "cols",
+        OWN.format(name="cols", source=source, extra=", fill_missing: {age: 0}").replace(
+            "id_column: customer_id", "id_column: cust_id"
+        )
+        + "features: {group_stats: [{group: region, value: spend}]}\nevaluation: {segment_by: [channel]}\n",
+    )
     result = runner.invoke(app, ["train", "-c", str(config)])
     assert result.exit_code == 1
-    for key, column in (("data.id_column", "cust_id"), ("data.fill_missing", "age"), ("features.group_stats", "region"),
-                        ("evaluation.segment_by", "channel")):
+    for key, column in (
+        ("data.id_column", "cust_id"),
+        ("data.fill_missing", "age"),
+        ("features.group_stats", "region"),
+        ("evaluation.segment_by", "channel"),
+    ):
         assert f"{key} names ['{column}'], which mine.csv does not have" in result.output, key
 
 
@@ -135,7 +183,10 @@ def test_domain_features_on_other_data_say_what_they_need(project, tmp_path):
     config.write_text(config.read_text() + "features: {domain: churn}\n")
     result = runner.invoke(app, ["train", "-c", str(config)])
     assert result.exit_code == 1
-    assert "features.domain 'churn' needs the columns ['tenure', 'internet_service', 'total_charges', 'monthly_charges']" in result.output
+    assert (
+        "features.domain 'churn' needs the columns ['tenure', 'internet_service', 'total_charges', 'monthly_charges']"
+        in result.output
+    )
     assert "remove features.domain to train on other data" in result.output
 
 
@@ -151,7 +202,11 @@ def test_init_config_writes_a_config_that_trains(project, tmp_path):
     result = runner.invoke(app, ["init-config", str(source), "--target", "renewed"])
     assert result.exit_code == 0, result.output
     written = (project.configs_dir / "renewals.yaml").read_text()
-    assert 'positive_class: "no"   # the rarer of' in written and 'id_column: "customer_id"' in written and '"sep": ";"' in written
+    assert (
+        'positive_class: "no"   # the rarer of' in written
+        and 'id_column: "customer_id"' in written
+        and '"sep": ";"' in written
+    )
     assert (project.configs_dir / "schemas" / "renewals.yaml").is_file() and "check:" not in result.output
     trained = runner.invoke(app, ["train", "-c", str(project.configs_dir / "renewals.yaml")])
     assert trained.exit_code == 0, trained.output
@@ -161,14 +216,22 @@ def test_init_config_writes_a_config_that_trains(project, tmp_path):
 
 # --- 3. malformed files ---
 
-@pytest.mark.parametrize("kind, expected", [
-    ("semicolons", 'its values are separated by semicolons, not commas; add to the config: data.read_options: {sep: ";"}'),
-    ("latin1", "is not utf-8 text: byte"),
-    ("header_only", "has a header (4 columns) but no rows"),
-    ("duplicated", "has duplicated column names ['spend']"),
-])
+
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        (
+            "semicolons",
+            'its values are separated by semicolons, not commas; add to the config: data.read_options: {sep: ";"}',
+        ),
+        ("latin1", "is not utf-8 text: byte"),
+        ("header_only", "has a header (4 columns) but no rows"),
+        ("duplicated", "has duplicated column names ['spend']"),
+    ],
+)
 def test_malformed_files_are_named_with_the_fix(project, tmp_path, kind, expected):
-    if kind == "semicolons": source = _own_csv(tmp_path, sep=";")
+    if kind == "semicolons":
+        source = _own_csv(tmp_path, sep=";")
     elif kind == "latin1":
         source = tmp_path / "mine.csv"
         source.write_bytes(_own_csv(tmp_path).read_bytes().replace(b"basic", "básico".encode("latin-1")))
@@ -177,18 +240,25 @@ def test_malformed_files_are_named_with_the_fix(project, tmp_path, kind, expecte
         source.write_text("customer_id,spend,plan,renewed\n")
     else:
         source = tmp_path / "mine.csv"
-        source.write_text(_own_csv(tmp_path).read_text().replace("customer_id,spend,plan", "customer_id,spend,spend", 1))
+        source.write_text(
+            _own_csv(tmp_path).read_text().replace("customer_id,spend,plan", "customer_id,spend,spend", 1)
+        )
     config = _own_config(tmp_path, source)
     for command in (["train", "-c", str(config)], ["data", "-c", str(config)]):
         result = runner.invoke(app, command)
-        assert result.exit_code == 1 and expected in result.output and "mine.csv" in result.output, (command, result.output)
+        assert result.exit_code == 1 and expected in result.output and "mine.csv" in result.output, (
+            command,
+            result.output,
+        )
     raw = project.raw_dir / "mine.csv"
     assert raw.read_bytes() == source.read_bytes()  # the raw copy is the file as given: nothing rewritten
 
 
 def test_infer_schema_reads_other_separators_encodings_and_placeholders(project, tmp_path):
     source = tmp_path / "odd.csv"
-    lines = ["id;town;price"] + [f"{i};{'Málaga' if i % 2 else 'Cádiz'};{'?' if i % 5 == 0 else i * 10}" for i in range(1, 30)]
+    lines = ["id;town;price"] + [
+        f"{i};{'Málaga' if i % 2 else 'Cádiz'};{'?' if i % 5 == 0 else i * 10}" for i in range(1, 30)
+    ]
     source.write_bytes("\n".join(lines).encode("latin-1"))
     result = runner.invoke(app, ["infer-schema", str(source)])
     assert result.exit_code == 0, result.output
@@ -204,41 +274,59 @@ def test_placeholders_in_a_number_column_are_read_as_missing(project, tmp_path):
     frame.loc[[3, 9], "spend"], frame.loc[12, "spend"] = "?", "-"
     frame.to_csv(source, index=False)
     from ml_project.data import load_dataset
+
     dataset = load_dataset(load_config(_own_config(tmp_path, source)), project)
-    assert str(dataset.frame["spend"].dtype) == "float64" and int(dataset.frame["spend"].isna().sum()) == 3  # a number, 3 missing
+    assert (
+        str(dataset.frame["spend"].dtype) == "float64" and int(dataset.frame["spend"].isna().sum()) == 3
+    )  # a number, 3 missing
 
 
-@pytest.mark.parametrize("rows, labels, expected", [
-    (5, None, "has 5 rows; 3-fold cross-validation"),
-    (300, "one", "has one class"),
-    (300, "tiny", "too small to stratify: {'maybe': 2}"),
-])
+@pytest.mark.parametrize(
+    "rows, labels, expected",
+    [
+        (5, None, "has 5 rows; 3-fold cross-validation"),
+        (300, "one", "has one class"),
+        (300, "tiny", "too small to stratify: {'maybe': 2}"),
+    ],
+)
 def test_too_few_rows_or_classes_say_what_is_needed(project, tmp_path, rows, labels, expected):
     source = _own_csv(tmp_path, rows=rows)
     frame = pd.read_csv(source)
-    if labels == "one": frame["renewed"] = "yes"
-    if labels == "tiny": frame.loc[:1, "renewed"] = "maybe"
+    if labels == "one":
+        frame["renewed"] = "yes"
+    if labels == "tiny":
+        frame.loc[:1, "renewed"] = "maybe"
     frame.to_csv(source, index=False)
     config = _own_config(tmp_path, source)
-    if labels: config.write_text(config.read_text().replace("positive_class: yes, ", ""))
+    if labels:
+        config.write_text(config.read_text().replace("positive_class: yes, ", ""))
     result = runner.invoke(app, ["train", "-c", str(config)])
     assert result.exit_code == 1 and expected in result.output, result.output
 
 
 # --- 4. hard stops leave a consistent store ---
 
+
 def _start_train(project, config: str, *extra) -> subprocess.Popen:
-    return subprocess.Popen([CLI, "train", "-c", config, *extra], cwd=project.root, env=os.environ.copy(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [CLI, "train", "-c", config, *extra],
+        cwd=project.root,
+        env=os.environ.copy(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _wait_for_line(process: subprocess.Popen, text: str, timeout: float = 120) -> str:
     seen, deadline = "", time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = process.stdout.readline()
-        if not line and process.poll() is not None: break
+        if not line and process.poll() is not None:
+            break
         seen += line
-        if text in line: return seen
+        if text in line:
+            return seen
     raise AssertionError(f"never saw {text!r}:\n{seen}")
 
 
@@ -254,7 +342,9 @@ def test_sigterm_closes_the_run_as_killed_and_keeps_models_and_registry(project)
     runs = _runs(project, "churn")
     assert runs.loc[0, "status"] == "KILLED" and "signal 15" in runs.loc[0, "tags.error"]
     assert (project.models_dir / "experiment_001__fast" / "metadata.json").read_text() == before
-    assert [str(v.version) for v in MlflowClient(project.mlflow_tracking_uri).search_model_versions("name = 'churn__fast'")] == ["1"]
+    assert [
+        str(v.version) for v in MlflowClient(project.mlflow_tracking_uri).search_model_versions("name = 'churn__fast'")
+    ] == ["1"]
 
 
 def test_after_sigkill_the_next_command_fails_the_orphaned_run(project):
@@ -267,15 +357,22 @@ def test_after_sigkill_the_next_command_fails_the_orphaned_run(project):
     assert result.exit_code == 0
     assert "were left RUNNING by a process that is gone: marked FAILED" in result.output
     runs = _runs(project, "churn").set_index("tags.mlflow.runName")
-    assert runs.loc["experiment_001__fast", "status"] == "FAILED" and "ended without closing it" in runs.loc["experiment_001__fast", "tags.error"]
+    assert (
+        runs.loc["experiment_001__fast", "status"] == "FAILED"
+        and "ended without closing it" in runs.loc["experiment_001__fast", "tags.error"]
+    )
     assert not list(project.models_dir.glob(".experiment_001*"))  # no half-saved model left behind
 
 
 def test_a_failure_after_registering_withdraws_the_version_and_keeps_the_model(project, monkeypatch):
-    from ml_project import experiment
+    from ml_project.train import experiment
+
     assert runner.invoke(app, ["train", "-c", "configs/experiment_001.yaml"]).exit_code == 0
     before = (project.models_dir / "experiment_001__fast" / "metadata.json").read_text()
-    def broken(*args, **kwargs): raise RuntimeError("the store went away")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the store went away")
+
     monkeypatch.setattr(experiment, "promote", broken)
     result = runner.invoke(app, ["train", "-c", "configs/experiment_001.yaml"])
     assert result.exit_code != 0
@@ -294,17 +391,18 @@ def test_two_commands_at_once_leave_one_true_champion(project):
     versions = sorted(client.search_model_versions("name = 'churn__fast'"), key=lambda v: int(v.version))
     first, second = versions
     assert first.tags["promotion"] == "the first version of churn__fast"  # one judged against nothing ...
-    assert f"champion v{first.version}" in second.tags["promotion"]  # ... the other against it, not both against nothing
+    assert (
+        f"champion v{first.version}" in second.tags["promotion"]
+    )  # ... the other against it, not both against nothing
     champion = client.get_model_version_by_alias("churn__fast", "champion").version
     assert str(champion) == str(second.version if second.tags["promoted"] == "True" else first.version)
-
 
 
 _LOG_THE_SAME_DATA = """
 import sys, time, types
 from pathlib import Path
 import mlflow, pandas as pd
-from ml_project.experiment import _log_dataset
+from ml_project.train.experiment import _log_dataset
 folder, me = Path(sys.argv[1]), sys.argv[2]
 mlflow.set_tracking_uri(f"sqlite:///{folder}/mlflow.db")
 mlflow.set_experiment("churn")
@@ -316,27 +414,41 @@ with mlflow.start_run():
     _log_dataset(mlflow, dataset, config)
 """
 
+
 def test_two_runs_logging_the_same_data_at_once_both_record_it(tmp_path):
     # MLflow checks for the dataset, then inserts it; before the retry the second of two runs failed on the unique key
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     mlflow.create_experiment("churn")  # the tables exist before the race, as `use_mlflow` leaves them
     script = tmp_path / "log.py"
     script.write_text(_LOG_THE_SAME_DATA)
-    runs = [subprocess.Popen([sys.executable, str(script), str(tmp_path), me], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True) for me in "ab"]
+    runs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path), me],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for me in "ab"
+    ]
     outputs = finish(*runs, timeout=120)
     assert [r.returncode for r in runs] == [0, 0], "\n-----\n".join(o[-2000:] for o in outputs)
     logged = mlflow.search_runs(experiment_names=["churn"], output_format="list")
     assert [[d.dataset.name for d in run.inputs.dataset_inputs] for run in logged] == [["table"], ["table"]]
 
+
 # --- 5. progress and a correct summary ---
+
 
 def test_train_shows_its_stages_unless_quiet_and_marks_only_the_final_champion(project):
     result = runner.invoke(app, ["train", "-c", "configs/experiment_001.yaml", "-c", "configs/churn_xgboost.yaml"])
     assert result.exit_code == 0
-    assert "cross-validation fold 3/3" in result.output and "final fit" in result.output and "registering" in result.output
+    assert (
+        "cross-validation fold 3/3" in result.output and "final fit" in result.output and "registering" in result.output
+    )
     table = result.output.split("champion: holds the alias now):")[1]
-    champion = str(MlflowClient(project.mlflow_tracking_uri).get_model_version_by_alias("churn__fast", "champion").version)
+    champion = str(
+        MlflowClient(project.mlflow_tracking_uri).get_model_version_by_alias("churn__fast", "champion").version
+    )
     flags = {line.split()[0]: line.split()[-1] for line in table.strip().splitlines()[2:]}
     assert list(flags.values()).count("True") == 1
     assert flags["experiment_001" if champion == "1" else "churn_xgboost"] == "True"

@@ -1,4 +1,5 @@
 """Using the model: ModelPredictor from the registry or a folder, checked inputs, batch scoring, and the MLflow model as MLflow users expect it."""
+
 import json
 import os
 import shutil
@@ -14,14 +15,13 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import free_port
 from typer.testing import CliRunner
 
-from conftest import free_port
 from ml_project.cli import app
 from ml_project.config import load_config
-from ml_project.features import load_splits
-from ml_project.predictor import PredictionInputError
-from ml_project.registry import ModelIntegrityError
+from ml_project.errors import ModelIntegrityError, PredictionInputError
+from ml_project.split import load_splits
 
 runner = CliRunner()
 BIN = Path(sys.executable).parent
@@ -35,8 +35,9 @@ def churn(trained_churn):
 
 
 def test_the_readme_lines_load_the_champion_and_predict(churn):
-    settings, X_test = churn
+    _settings, X_test = churn
     from ml_project import ModelPredictor
+
     predictor = ModelPredictor.from_registry("churn__fast")
     new_customers = X_test.head(2).to_dict(orient="records")  # two customers as plain dicts
     predictions = predictor.predict(new_customers)
@@ -44,7 +45,9 @@ def test_the_readme_lines_load_the_champion_and_predict(churn):
     np.testing.assert_allclose(predictions.probabilities.sum(axis=1), 1)
     assert (predictions.model, predictions.version) == ("churn__fast", "1")
     meta = predictor.metadata
-    assert predictions.threshold == meta["threshold"] and 0 < meta["threshold"] < 1  # chosen on validation, not 0.5 by default
+    assert (
+        predictions.threshold == meta["threshold"] and 0 < meta["threshold"] < 1
+    )  # chosen on validation, not 0.5 by default
     expected = np.where(predictions.probabilities[:, 1] >= meta["threshold"], "Yes", "No")
     assert predictions.labels.tolist() == expected.tolist()
     assert meta["data_md5"] == "694734346df56bad2a902c81b51c6fb4" and meta["classes"] == ["No", "Yes"]
@@ -55,11 +58,14 @@ def test_the_readme_lines_load_the_champion_and_predict(churn):
 
 def test_a_folder_loads_from_any_working_directory(churn, tmp_path, monkeypatch):
     from ml_project import ModelPredictor
-    settings, X_test = churn
+
+    _settings, X_test = churn
     monkeypatch.chdir(tmp_path)
     by_path = ModelPredictor.from_path("models/churn_xgboost__fast")
     by_name = ModelPredictor.load("churn__fast:1")
-    np.testing.assert_array_equal(by_path.predict(X_test.head(5)).probabilities, by_name.predict(X_test.head(5)).probabilities)
+    np.testing.assert_array_equal(
+        by_path.predict(X_test.head(5)).probabilities, by_name.predict(X_test.head(5)).probabilities
+    )
     assert by_path.version is None and by_name.version == "1"
     with pytest.raises(ModelIntegrityError, match="models load only from"):
         ModelPredictor.from_path(tmp_path)
@@ -67,6 +73,7 @@ def test_a_folder_loads_from_any_working_directory(churn, tmp_path, monkeypatch)
 
 def test_a_registry_version_is_verified_before_it_is_loaded(churn):
     from ml_project import ModelPredictor
+
     settings, _ = churn
     ModelPredictor.from_registry("churn__fast")
     cached = settings.models_dir / "registry" / "churn__fast" / "v1" / "model.joblib"
@@ -82,7 +89,8 @@ def test_a_registry_version_is_verified_before_it_is_loaded(churn):
 
 def test_bad_rows_are_named_field_by_field(churn):
     from ml_project import ModelPredictor
-    settings, X_test = churn
+
+    _settings, X_test = churn
     predictor = ModelPredictor.from_registry("churn__fast")
     good = X_test.head(1).to_dict(orient="records")[0]
     wrong = {**good, "tenure": "long", "monthly_charges": [1, 2]}
@@ -106,42 +114,75 @@ def test_bad_rows_are_named_field_by_field(churn):
 def _serving_frame(X: pd.DataFrame) -> pd.DataFrame:
     "Rows as a client builds them: integer, float and string columns (no pandas categoricals)."
     return X.astype({c: object for c in X.select_dtypes("category").columns}).astype(
-        {c: "int64" for c in X.columns if pd.api.types.is_integer_dtype(X[c])})
+        {c: "int64" for c in X.columns if pd.api.types.is_integer_dtype(X[c])}
+    )
 
 
 def test_the_mlflow_model_answers_as_mlflow_users_expect(churn):
     from ml_project import ModelPredictor
+
     settings, X_test = churn
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     frame = _serving_frame(X_test.head(4))
     assert {str(t) for t in frame.dtypes} >= {"int64", "float64", "object"}
     answer = mlflow.pyfunc.load_model("models:/churn__fast@champion").predict(frame)
     assert list(answer.columns) == ["prediction", "probability"] and set(answer["prediction"]) <= {"Yes", "No"}
-    np.testing.assert_allclose(answer["probability"], ModelPredictor.from_registry("churn__fast").predict(X_test.head(4)).probabilities[:, 1])
+    np.testing.assert_allclose(
+        answer["probability"], ModelPredictor.from_registry("churn__fast").predict(X_test.head(4)).probabilities[:, 1]
+    )
 
 
 def test_mlflow_models_serve_answers_on_localhost(churn, tmp_path):
     settings, X_test = churn
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+    }
     log = open(tmp_path / "serve.log", "w")
-    server = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", "models:/churn__fast@champion", "--env-manager", "local",
-                               "-h", "127.0.0.1", "-p", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            str(BIN / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            "models:/churn__fast@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 90
         while True:
             try:
-                with urlopen(f"http://127.0.0.1:{port}/ping", timeout=2): break
+                with urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
             except (URLError, ConnectionError, OSError):
                 if server.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"mlflow models serve did not start:\n{(tmp_path / 'serve.log').read_text()[-3000:]}")
                 time.sleep(0.5)
         records = json.loads(_serving_frame(X_test.head(2)).to_json(orient="records"))
-        request = Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps({"dataframe_records": records}).encode(),
-                          headers={"Content-Type": "application/json"})
+        request = Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps({"dataframe_records": records}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urlopen(request, timeout=30) as response:
             answer = json.loads(response.read())["predictions"]
-        assert len(answer) == 2 and {a["prediction"] for a in answer} <= {"Yes", "No"} and 0 <= answer[0]["probability"] <= 1
+        assert (
+            len(answer) == 2
+            and {a["prediction"] for a in answer} <= {"Yes", "No"}
+            and 0 <= answer[0]["probability"] <= 1
+        )
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
@@ -160,44 +201,83 @@ def _with_bad_rows(X_test: pd.DataFrame, path: Path, n: int = 50) -> Path:
 
 
 def test_predict_command_scores_good_rows_and_rejects_bad_ones(churn, tmp_path):
-    settings, X_test = churn
+    _settings, X_test = churn
     source = _with_bad_rows(X_test, tmp_path / "new.csv")
     out = tmp_path / "out" / "scored.parquet"
-    result = runner.invoke(app, ["predict", "--model", "churn__fast", "--input", str(source), "--output", str(out), "--chunk-rows", "7"])
+    result = runner.invoke(
+        app, ["predict", "--model", "churn__fast", "--input", str(source), "--output", str(out), "--chunk-rows", "7"]
+    )
     assert result.exit_code == 3, result.output  # some rows rejected: the others are written
     assert "scored 48 of 50 rows" in result.output and "2 rejected" in result.output
     assert "payment_method: categories never seen in training ['Bitcoin']" in result.output
     scored = pd.read_parquet(out)
-    assert len(scored) == 48 and scored["rownames"].astype(int).tolist() == [r for r in range(1001, 1051) if r not in (1004, 1011)]
+    assert len(scored) == 48 and scored["rownames"].astype(int).tolist() == [
+        r for r in range(1001, 1051) if r not in (1004, 1011)
+    ]
     assert {"prediction", "probability", "tenure", "contract"} <= set(scored.columns)
     rejects = pd.read_csv(out.with_name("scored.rejects.csv"))
-    assert rejects[["row", "field"]].values.tolist() == [[4, "tenure"], [11, "monthly_charges"]]  # data rows of the file, 1-based
-    assert rejects.loc[0, "error"] == "expected a finite number, got 'ten'" and rejects.loc[0, "tenure"] == "ten"  # the row as the file has it
-    assert sorted(p.name for p in out.parent.iterdir()) == ["scored.parquet", "scored.rejects.csv"]  # no temporary files left
+    assert rejects[["row", "field"]].values.tolist() == [
+        [4, "tenure"],
+        [11, "monthly_charges"],
+    ]  # data rows of the file, 1-based
+    assert (
+        rejects.loc[0, "error"] == "expected a finite number, got 'ten'" and rejects.loc[0, "tenure"] == "ten"
+    )  # the row as the file has it
+    assert sorted(p.name for p in out.parent.iterdir()) == [
+        "scored.parquet",
+        "scored.rejects.csv",
+    ]  # no temporary files left
     # the same rows scored in one chunk, and from Parquet, give the same answers
     pd.read_csv(source).to_parquet(tmp_path / "new.parquet")
-    result = runner.invoke(app, ["predict", "--model", "churn__fast", "--input", str(tmp_path / "new.parquet"), "--output", str(tmp_path / "again.parquet")])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--model",
+            "churn__fast",
+            "--input",
+            str(tmp_path / "new.parquet"),
+            "--output",
+            str(tmp_path / "again.parquet"),
+        ],
+    )
     assert result.exit_code == 3, result.output
     np.testing.assert_allclose(pd.read_parquet(tmp_path / "again.parquet")["probability"], scored["probability"])
 
 
 def test_predict_command_writes_nothing_when_it_cannot_score(churn, tmp_path):
-    settings, X_test = churn
+    _settings, X_test = churn
     tmp_path = tmp_path / "files"
     tmp_path.mkdir()
     X_test.drop(columns=["contract"]).head(5).to_csv(tmp_path / "no_contract.csv", index=False)
     out = tmp_path / "scored.parquet"
-    result = runner.invoke(app, ["predict", "--model", "churn__fast", "--input", str(tmp_path / "no_contract.csv"), "--output", str(out)])
+    result = runner.invoke(
+        app, ["predict", "--model", "churn__fast", "--input", str(tmp_path / "no_contract.csv"), "--output", str(out)]
+    )
     assert result.exit_code == 1 and "'contract' is a required column and is missing" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["no_contract.csv"]  # no output, no temporary file
-    result = runner.invoke(app, ["predict", "--model", "churn__fast", "--input", str(tmp_path / "no_contract.csv"), "--output", str(tmp_path / "x.csv")])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--model",
+            "churn__fast",
+            "--input",
+            str(tmp_path / "no_contract.csv"),
+            "--output",
+            str(tmp_path / "x.csv"),
+        ],
+    )
     assert result.exit_code == 1 and "must end in .parquet" in result.output
-    result = runner.invoke(app, ["predict", "--model", "churn__fast", "--input", str(tmp_path / "missing.csv"), "--output", str(out)])
+    result = runner.invoke(
+        app, ["predict", "--model", "churn__fast", "--input", str(tmp_path / "missing.csv"), "--output", str(out)]
+    )
     assert result.exit_code == 1 and "input file not found" in result.output
 
 
 def test_a_regression_model_predicts_on_the_original_scale(project):
     from ml_project import ModelPredictor
+
     config = load_config(project.configs_dir / "ames_random_forest.yaml")
     assert runner.invoke(app, ["train", "-c", str(project.configs_dir / "ames_random_forest.yaml")]).exit_code == 0
     X_test, y_test = load_splits(config, project)["test"]
@@ -216,4 +296,6 @@ def test_the_readme_example_runs_as_written(churn):
     exec(code.replace('from_registry("churn")', 'from_registry("churn__fast")'), scope)
     frame = scope["predictions"].to_frame()
     assert frame["prediction"].isin(["Yes", "No"]).all() and len(frame) == 2
-    assert frame.loc[0, "probability"] > frame.loc[1, "probability"]  # a first-month customer is likelier to leave than a loyal one
+    assert (
+        frame.loc[0, "probability"] > frame.loc[1, "probability"]
+    )  # a first-month customer is likelier to leave than a loyal one

@@ -1,9 +1,22 @@
 """Tuning: search spaces from config, direction from the metric, a study that resumes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import optuna
 import pytest
+from conftest import finish
+from optuna.trial import TrialState
 
-from ml_project.config import ConfigError, load_config
-from ml_project.tuning import TRIAL_GATE, open_study, tune
+from ml_project.config import load_config
+from ml_project.errors import ConfigError
+from ml_project.search.space import TRIAL_GATE
+from ml_project.search.study import open_study
+from ml_project.search.tune import tune
 
 
 def test_regression_study_minimises_and_resumes(project, tmp_path):
@@ -20,7 +33,9 @@ def test_regression_study_minimises_and_resumes(project, tmp_path):
 def test_search_space_errors_name_the_key(project, tmp_path):
     path = tmp_path / "bad.yaml"
     text = (project.configs_dir / "churn_xgboost.yaml").read_text()
-    path.write_text(text.replace("max_depth: {type: int, low: 4, high: 20}", "max_depth: {type: int, low: 20, high: 4}"))
+    path.write_text(
+        text.replace("max_depth: {type: int, low: 4, high: 20}", "max_depth: {type: int, low: 20, high: 4}")
+    )
     with pytest.raises(ConfigError, match="tuning.search_space.max_depth"):
         load_config(path)
     path.write_text(text.replace("sampler: tpe", "sampler: cmaes"))
@@ -38,16 +53,7 @@ def test_sampler_is_seeded(project, tmp_path):
 
 
 # --- the command, workers sharing one study, and interruptions (each runs `ml-project tune` as a user would) ---
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-from optuna.trial import TrialState
-
-from conftest import finish
 
 CLI = [str(Path(sys.executable).parent / "ml-project"), "tune", "-c", "configs/churn_xgboost.yaml"]
 
@@ -55,8 +61,15 @@ CLI = [str(Path(sys.executable).parent / "ml-project"), "tune", "-c", "configs/c
 def _start(project, *args, env: dict | None = None, cpu: int | None = None):
     "Start `ml-project tune` with `args`; `cpu` pins it to that core, as if it were alone on a machine of one."
     pin = (lambda: os.sched_setaffinity(0, {cpu % os.cpu_count()})) if cpu is not None else None
-    return subprocess.Popen([*CLI, *args], cwd=project.root, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, preexec_fn=pin)
+    return subprocess.Popen(
+        [*CLI, *args],
+        cwd=project.root,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=pin,  # noqa: PLW1509 (only sets the CPU affinity, before the child has threads)
+    )
 
 
 def _trials(storage):
@@ -67,7 +80,8 @@ def _wait_for(storage, state, timeout=120):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if any(t.state == state for t in _trials(storage)): return
+            if any(t.state == state for t in _trials(storage)):
+                return
         except KeyError:
             pass  # the study is not created yet
         time.sleep(0.3)
@@ -93,7 +107,7 @@ def test_workers_draw_from_one_count_of_trials(project, tmp_path):
     # its own; still exactly N are added (a worker that starts late may find none left).
     storage = f"sqlite:///{tmp_path / 'count.db'}"
     run = _start(project, "--trials", "5", "--workers", "2", "--storage", storage, "--no-refit")
-    output, = finish(run)
+    (output,) = finish(run)
     assert run.returncode == 0, output
     assert "this run added 5 " in output
     trials = _trials(storage)
@@ -105,7 +119,17 @@ def test_interrupted_tuning_keeps_finished_trials_and_resumes(project, tmp_path,
     # The gate holds every trial after the first, so the signal always lands on a RUNNING trial with one finished before it.
     storage, gate = f"sqlite:///{tmp_path / 'study.db'}", tmp_path / "gate"
     gate.touch()
-    run = _start(project, "--timeout", "300", "--storage", storage, "--no-refit", "--workers", str(workers), env={TRIAL_GATE: str(gate)})
+    run = _start(
+        project,
+        "--timeout",
+        "300",
+        "--storage",
+        storage,
+        "--no-refit",
+        "--workers",
+        str(workers),
+        env={TRIAL_GATE: str(gate)},
+    )
     _wait_for(storage, TrialState.COMPLETE)
     _wait_for(storage, TrialState.RUNNING)
     run.send_signal(how)
@@ -123,41 +147,62 @@ def test_interrupted_tuning_keeps_finished_trials_and_resumes(project, tmp_path,
     else:  # kill -9 leaves it RUNNING, until the next command finds its process gone
         assert [t for t in before if t.state == TrialState.RUNNING]
     gate.unlink()
-    again = subprocess.run([*CLI, "--trials", "1", "--storage", storage, "--no-refit"], cwd=project.root, env=os.environ.copy(),
-                           capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        [*CLI, "--trials", "1", "--storage", storage, "--no-refit"],
+        cwd=project.root,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     after = _trials(storage)
     assert len(after) == len(before) + 1
-    assert [t.number for t in after if t.state == TrialState.COMPLETE][:len(finished)] == finished
+    assert [t.number for t in after if t.state == TrialState.COMPLETE][: len(finished)] == finished
     assert not [t for t in after if t.state == TrialState.RUNNING]
-    if how == signal.SIGKILL: assert "marked failed" in again.stdout + again.stderr
+    if how == signal.SIGKILL:
+        assert "marked failed" in again.stdout + again.stderr
     import mlflow
+
     mlflow.set_tracking_uri(project.mlflow_tracking_uri)
-    parents = mlflow.search_runs(experiment_names=["churn"], filter_string="tags.kind = 'tuning'", order_by=["attributes.start_time ASC"])
+    parents = mlflow.search_runs(
+        experiment_names=["churn"], filter_string="tags.kind = 'tuning'", order_by=["attributes.start_time ASC"]
+    )
     # the interrupted search's parent run: KILLED on SIGTERM; after kill -9, closed as FAILED by the next command
-    assert parents.loc[0, "status"] == ("KILLED" if how == signal.SIGTERM else "FAILED") and parents.loc[1, "status"] == "FINISHED"
+    assert (
+        parents.loc[0, "status"] == ("KILLED" if how == signal.SIGTERM else "FAILED")
+        and parents.loc[1, "status"] == "FINISHED"
+    )
 
 
 def test_workers_stop_when_the_command_is_killed(project, tmp_path):
     # kill -9 of the command: its workers go too (before, an orphaned worker used up the whole trial budget on its own).
     import psutil
+
     storage, gate = f"sqlite:///{tmp_path / 'study.db'}", tmp_path / "gate"
     gate.touch()
-    run = _start(project, "--trials", "20", "--storage", storage, "--no-refit", "--workers", "2", env={TRIAL_GATE: str(gate)})
+    run = _start(
+        project, "--trials", "20", "--storage", storage, "--no-refit", "--workers", "2", env={TRIAL_GATE: str(gate)}
+    )
     _wait_for(storage, TrialState.RUNNING)
-    workers = [p for p in psutil.Process(run.pid).children(recursive=True) if "python" in p.name().lower() or "ml-project" in " ".join(p.cmdline())]
+    workers = [
+        p
+        for p in psutil.Process(run.pid).children(recursive=True)
+        if "python" in p.name().lower() or "ml-project" in " ".join(p.cmdline())
+    ]
     assert workers, "no worker process found"
     run.send_signal(signal.SIGKILL)
     run.wait(timeout=30)
     run.stdout.close()  # the workers hold the pipe too: do not wait for its end
     gate.unlink()  # a worker still alive would now run the remaining trials
-    gone, alive = psutil.wait_procs(workers, timeout=30)
+    _gone, alive = psutil.wait_procs(workers, timeout=30)
     assert not alive, f"workers {[p.pid for p in alive]} outlived the command"
     assert len(_trials(storage)) < 20, [(t.number, t.state.name, t.user_attrs.get("worker")) for t in _trials(storage)]
 
 
 def test_a_refit_that_is_not_promoted_leaves_the_trained_model_in_place(project, tmp_path):
-    from ml_project.experiment import run_experiment
+    from ml_project.train.experiment import run_experiment
+
     config = load_config(project.configs_dir / "churn_xgboost.yaml")
     trained = run_experiment(config, project)
     before = (trained.model_dir / "metadata.json").read_text()
@@ -168,8 +213,10 @@ def test_a_refit_that_is_not_promoted_leaves_the_trained_model_in_place(project,
 
 
 def test_the_refit_trains_the_rounds_its_folds_found_on_every_row(project, tmp_path):
-    from ml_project.registry import load_model
-    from ml_project.tuning import REFIT_ROUNDS, fitted_rounds, tuned_dir
+    from ml_project.search.space import REFIT_ROUNDS, fitted_rounds
+    from ml_project.search.tune import tuned_dir
+    from ml_project.train.files import load_model
+
     config = load_config(project.configs_dir / "ames_xgboost.yaml", ["model.params.n_estimators=300"])
     result = tune(config, project, n_trials=1, storage=f"sqlite:///{tmp_path / 'study.db'}")
     rounds = result.study.best_trial.user_attrs[REFIT_ROUNDS]
@@ -189,14 +236,19 @@ def test_journal_storage(project, tmp_path):
 
 class _PruneAfter(optuna.pruners.BasePruner):
     "Prune once a trial has reported past `step`."
-    def __init__(self, step): self.step = step
-    def prune(self, study, trial): return trial.last_step is not None and trial.last_step >= self.step
+
+    def __init__(self, step):
+        self.step = step
+
+    def prune(self, study, trial):
+        return trial.last_step is not None and trial.last_step >= self.step
 
 
 def _objective(project, config):
     "The tuning objective on the config's training split."
-    from ml_project.features import load_splits
-    from ml_project.tuning import objective
+    from ml_project.search.space import objective
+    from ml_project.split import load_splits
+
     return objective(config, project, *load_splits(config, project)["train"])
 
 
@@ -204,15 +256,18 @@ def _objective(project, config):
 def test_boosting_rounds_and_epochs_report_and_prune_inside_a_fold(project, name, first):
     # XGBoost reports after 10, 20, 40, ... rounds and the MLP after 1, 2, 4, ... epochs, at fold * ROUND_STEP + round,
     # so a pruner can stop a trial mid-fold.
-    from ml_project.tuning import ROUND_STEP
+    from ml_project.search.space import ROUND_STEP
+
     run = _objective(project, load_config(project.configs_dir / name, ["tuning.prune_within_folds=true"]))
     free = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
     free.optimize(run, n_trials=1)
     steps = sorted(free.trials[0].intermediate_values)
     within_first_fold = [s for s in steps if s < ROUND_STEP - 1]
-    assert len(within_first_fold) >= 2 and within_first_fold == [first * 2 ** k for k in range(len(within_first_fold))]
+    assert len(within_first_fold) >= 2 and within_first_fold == [first * 2**k for k in range(len(within_first_fold))]
     assert ROUND_STEP - 1 in steps and 2 * ROUND_STEP - 1 in steps  # and each fold's CV score at its last step
-    assert all(v < 0 for s, v in free.trials[0].intermediate_values.items() if s % ROUND_STEP != ROUND_STEP - 1)  # -loss: higher is better
+    assert all(
+        v < 0 for s, v in free.trials[0].intermediate_values.items() if s % ROUND_STEP != ROUND_STEP - 1
+    )  # -loss: higher is better
     pruned = optuna.create_study(direction="maximize", pruner=_PruneAfter(first))
     pruned.optimize(run, n_trials=1)
     assert pruned.trials[0].state == optuna.trial.TrialState.PRUNED
@@ -221,10 +276,13 @@ def test_boosting_rounds_and_epochs_report_and_prune_inside_a_fold(project, name
 
 def test_by_default_trials_report_only_their_fold_scores(project):
     # Round-level pruning is opt-in (it favours fast learning rates); by default a trial reports once per fold.
-    from ml_project.features import cv_folds
-    from ml_project.tuning import ROUND_STEP
+    from ml_project.search.space import ROUND_STEP
+    from ml_project.split import cv_folds
+
     config = load_config(project.configs_dir / "churn_xgboost.yaml")
     assert not config.tuning.prune_within_folds
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
     study.optimize(_objective(project, config), n_trials=1)
-    assert sorted(study.trials[0].intermediate_values) == [k * ROUND_STEP + ROUND_STEP - 1 for k in range(cv_folds(config, project))]
+    assert sorted(study.trials[0].intermediate_values) == [
+        k * ROUND_STEP + ROUND_STEP - 1 for k in range(cv_folds(config, project))
+    ]

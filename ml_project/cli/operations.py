@@ -1,0 +1,217 @@
+"""`ml-project` commands of operations: serve, monitor, keys, services.
+
+Hand-written: each command parses its options, calls one notebook-exported function and prints what it returns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ml_project.cli.common import (
+    ModelArgument,
+    ModeOption,
+    _fail,
+    _project_errors,
+    _setup,
+    app,
+)
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="A registered model (its champion, followed as it changes), name@alias, name:version, or a folder",
+        ),
+    ] = "churn",
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (beyond 127.0.0.1 only with API keys, or --insecure)")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8080,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes")] = 1,
+    ssl_certfile: Annotated[str | None, typer.Option(help="TLS certificate (PEM)")] = None,
+    ssl_keyfile: Annotated[str | None, typer.Option(help="TLS private key (PEM)")] = None,
+    insecure: Annotated[bool, typer.Option(help="Allow a non-local address without API keys")] = False,
+    mode: ModeOption = None,
+):
+    "Serve a model over HTTP (FastAPI under uvicorn): /predict, /health, /ready, /metadata, /metrics, /docs."
+    try:
+        settings = _setup(mode)
+        from ml_project.serve.app import serve as run_service
+
+        typer.echo(f"serving {model} on {'https' if ssl_certfile else 'http'}://{host}:{port} (docs: /docs)", err=True)
+        run_service(model, settings, host, port, workers, ssl_certfile, ssl_keyfile, insecure)
+    except _project_errors() as e:
+        _fail(str(e), 1)
+
+
+MonitorInput = Annotated[
+    Path | None,
+    typer.Option("--input", "-i", help="A file scored by `ml-project predict` (default: the prediction log)"),
+]
+LabelsOption = Annotated[
+    Path | None,
+    typer.Option(help="Late labels (CSV): request_id [, row] or the id column, and the target or 'label'"),
+]
+ReportOption = Annotated[
+    Path | None,
+    typer.Option(help="Where report.html and summary.json go (default: runs/monitoring/<model>-<time>/)"),
+]
+ThresholdsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Take the thresholds (monitoring:) from this config, and retrain with it (default: the one the model was trained with)",
+    ),
+]
+RetrainOption = Annotated[
+    bool,
+    typer.Option(
+        "--retrain",
+        help="On a drift or decay alert, train the model's config again (on its data plus the rows given --labels); the champion rule decides",
+    ),
+]
+
+
+@app.command()
+def monitor(
+    model: ModelArgument,
+    input: MonitorInput = None,
+    last: Annotated[int | None, typer.Option(min=1, help="Only the newest N rows")] = None,
+    since: Annotated[str | None, typer.Option(help="Only rows from this time on (ISO 8601, UTC)")] = None,
+    window: Annotated[str | None, typer.Option(help="Only the rows of this last period, e.g. 7d, 12h")] = None,
+    labels: LabelsOption = None,
+    out: ReportOption = None,
+    config: ThresholdsOption = None,
+    retrain: RetrainOption = False,
+    mode: ModeOption = None,
+):
+    """Data quality, drift of the inputs and predictions, performance with late labels and the service's health, against the model's reference.
+
+    Exit code: 0 no alert; 4 an alert fired (the summary says which); 1 an error."""
+    try:
+        settings = _setup(mode)
+        from ml_project.config import load_config
+        from ml_project.monitor.check import monitor_model
+
+        chosen = load_config(config) if config else None
+        run = monitor_model(model, settings, input, last, since, window, labels, out, chosen)
+    except _project_errors() as e:
+        _fail(str(e), 1)
+    report = run.report
+    typer.echo(
+        f"{report.rows:,} rows of {run.name}"
+        + (f" v{run.version}" if run.version else "")
+        + f"; {report.drift.share:.0%} of the inputs drifted; report: {run.page}; summary: {run.summary}"
+    )
+    for alert in report.alerts:
+        typer.echo(f"alert: {alert}")
+    if retrain:
+        _retrain(run, chosen, settings)
+    if report.alerts:
+        raise typer.Exit(4)
+
+
+def _retrain(run, config, settings):
+    "monitor --retrain: say what the report calls for, train it, print the outcome (recorded in the summary)."
+    from ml_project.monitor.retrain import retrain as run_retraining
+    from ml_project.monitor.retrain import retrain_plan
+    from ml_project.train.experiment import format_summary
+
+    try:
+        plan = retrain_plan(run.report, run.metadata, settings, run.rows, run.labels, config)
+        typer.echo(plan.describe())
+        result = run_retraining(plan, settings, run.summary)
+    except _project_errors() as e:
+        _fail(f"retrain failed: {e}", 1)
+    if result is not None:
+        typer.echo(format_summary(result, settings))
+
+
+keys_app = typer.Typer(help="API keys of the prediction service.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("add")
+def keys_add(
+    key_id: Annotated[str, typer.Argument(help="A name for the key (logged instead of the key)")],
+    role: Annotated[list[str], typer.Option("--role", "-r", help="predict and/or admin (repeatable)")] = ["predict"],  # noqa: B006 (typer's default; never changed)
+    file: Annotated[
+        Path | None, typer.Option(help="The keys file (default: the file settings.ini's api_keys names)")
+    ] = None,
+):
+    "Make an API key: prints it once, stores only its hash."
+    try:
+        settings = _setup(None, quiet=True)
+        from ml_project.serve.keys import add_api_key
+
+        if file is None:
+            kind, _, where = settings.api_keys.partition(":")
+            if kind != "file":
+                _fail("settings.ini's api_keys names no file (api_keys = file:secrets/api_keys): give --file", 1)
+            file = Path(where) if Path(where).is_absolute() else settings.root / where
+        key = add_api_key(file, key_id, role)
+    except _project_errors() as e:
+        _fail(str(e), 1)
+    typer.echo(f"{key}\n(key '{key_id}', roles {','.join(role)}: shown only now; its hash is in {file})")
+
+
+services_app = typer.Typer(
+    help="PostgreSQL and an MLflow server on it, for a team (under .services/).", no_args_is_help=True
+)
+app.add_typer(services_app, name="services")
+PgPort = Annotated[
+    int | None, typer.Option("--pg-port", help="PostgreSQL's port on 127.0.0.1 (default: the last one, else 5433)")
+]
+MlflowPort = Annotated[
+    int | None,
+    typer.Option("--mlflow-port", help="The MLflow server's port on 127.0.0.1 (default: the last one, else 5000)"),
+]
+
+
+@services_app.command("start")
+def services_start(pg_port: PgPort = None, mlflow_port: MlflowPort = None):
+    "Start PostgreSQL (a cluster under .services/, made the first time) and the MLflow server on it; print their URLs."
+    from ml_project.search import services
+
+    settings = _setup(None, quiet=True)
+    try:
+        started = services.start(services.services_for(settings, pg_port, mlflow_port))
+    except _project_errors() as e:
+        _fail(str(e), 1)
+    typer.echo(services.describe(started))
+
+
+@services_app.command("stop")
+def services_stop():
+    "Stop the MLflow server and PostgreSQL; their data stays for the next start."
+    from ml_project.search import services
+
+    settings = _setup(None, quiet=True)
+    try:
+        services.stop(services.services_for(settings))
+    except _project_errors() as e:
+        _fail(str(e), 1)
+    typer.echo("stopped: MLflow server and PostgreSQL")
+
+
+@services_app.command("status")
+def services_status():
+    "Whether PostgreSQL and the MLflow server answer (exit 1 when one does not)."
+    from ml_project.search import services
+
+    found = services.status(services.services_for(_setup(None, quiet=True)))
+    for name, up in found.items():
+        typer.echo(f"{name}: {'up' if up else 'down'}")
+    if not all(found.values()):
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
