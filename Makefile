@@ -10,8 +10,8 @@ PIP_VERSION := 26.3
 
 # Tests run notebooks in fast mode and keep their MLflow runs, models and processed data
 # out of your own (under .test-runs/), so `make test` never mixes into real results.
-# The notebooks (nbdev-test, then nbval) and pytest tests/ run side by side (make -j2), each lane with a folder of
-# its own, so nothing they write is shared.
+# Two lanes run side by side (make -j2): the notebooks (nbdev-test, then nbval) followed by the search and services
+# tests, and the rest of tests/; each pytest run has a folder of its own, so nothing they write is shared.
 TEST_DIR := .test-runs
 test_env = ML_PROJECT_MODE=fast \
 	ML_PROJECT_MLFLOW_TRACKING_URI=sqlite:///$(1)/mlflow.db \
@@ -26,7 +26,7 @@ DOCS_PORT ?= 8000
 NB ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install browser prometheus postgres services services-stop run serve monitor demo-drift test test-notebooks test-unit lint format export maps lab mlflow-ui docs docs-outputs docs-serve readme lock clean
+.PHONY: help install browser prometheus postgres services services-stop run serve monitor demo-drift test test-notebooks test-unit test-lane-notebooks test-lane-package lint format export maps lab mlflow-ui docs docs-outputs docs-serve readme lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -73,7 +73,7 @@ demo-drift: install  ## replay 8 weeks of churn customers with a growing drift t
 
 test: install browser prometheus postgres lint  ## every test: lint, notebooks (nbdev-test, nbval), package tests, sync, docs site in Chromium, Prometheus rules
 	$(BIN)/ml-project data $(addprefix --config ,$(DEFAULT_CONFIGS))
-	$(MAKE) --no-print-directory -j2 --output-sync=target test-notebooks test-unit
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-lane-notebooks test-lane-package
 
 # Style is recorded in pyproject.toml's [tool.ruff]; notebooks are the source, so they are linted and formatted too.
 LINTED := ml_project nbs tests benchmarks docs
@@ -106,6 +106,17 @@ test-notebooks: install  ## every notebook top to bottom: nbdev-test, then nbval
 
 test-unit: install  ## pytest tests/: the package, commands, services, docs site in Chromium, notebook/package sync (fast mode)
 	ML_PROJECT_ROOT=$(CURDIR) $(call test_env,$(TEST_DIR)/unit) $(BIN)/pytest tests -p no:cacheprovider -q
+
+# `make test`'s two lanes, of about equal length on two cores: the notebooks, then the search and services tests;
+# and the rest of tests/. Each pytest run has a folder of its own.
+SECOND_LANE_TESTS := tests/test_tuning.py tests/test_services.py tests/test_search.py tests/test_mlflow_ui.py
+
+test-lane-notebooks: test-notebooks
+	ML_PROJECT_ROOT=$(CURDIR) $(call test_env,$(TEST_DIR)/unit-search) $(BIN)/pytest $(SECOND_LANE_TESTS) -p no:cacheprovider -q --durations=10
+
+test-lane-package: install
+	ML_PROJECT_ROOT=$(CURDIR) $(call test_env,$(TEST_DIR)/unit) $(BIN)/pytest tests $(addprefix --ignore=,$(SECOND_LANE_TESTS)) \
+		-p no:cacheprovider -q --durations=15
 
 lab: install  ## JupyterLab on the notebooks
 	$(BIN)/jupyter lab --notebook-dir=nbs $(if $(SUDO),,--allow-root)

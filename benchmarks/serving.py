@@ -74,6 +74,34 @@ def stop(process: subprocess.Popen):
         process.wait()
 
 
+def trained_churn(tmp: Path, mode: str) -> dict:
+    """The environment of a temporary project under `tmp` (its own mlflow.db, models/ and prediction log; the
+    project's own are not touched) in which the churn XGBoost config has been trained and registered in `mode`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ML_PROJECT_")}
+    env.update(
+        ML_PROJECT_ROOT=str(ROOT),
+        ML_PROJECT_MODE=mode,
+        ML_PROJECT_MODELS_DIR=str(tmp / "models"),
+        ML_PROJECT_PROCESSED_DIR=str(tmp / "processed"),
+        ML_PROJECT_MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}",
+        ML_PROJECT_MLFLOW_ARTIFACT_ROOT=str(tmp / "mlartifacts"),
+        ML_PROJECT_PREDICTION_LOG_DIR=str(tmp / "predictions"),
+        ML_PROJECT_API_KEYS="",
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}",
+        PATH=f"{BIN}:{env.get('PATH', '')}",
+    )
+    trained = subprocess.run(
+        [str(BIN / "ml-project"), "train", "-c", "configs/churn_xgboost.yaml", "--quiet"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if trained.returncode != 0:
+        sys.exit(f"training failed:\n{trained.stdout}\n{trained.stderr}")
+    return env
+
+
 def ms(seconds, q: float) -> float:
     return float(np.percentile(seconds, q) * 1e3)
 
@@ -182,29 +210,8 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ML_PROJECT_")}
-        env.update(
-            ML_PROJECT_ROOT=str(ROOT),
-            ML_PROJECT_MODE="careful",
-            ML_PROJECT_MODELS_DIR=str(tmp / "models"),
-            ML_PROJECT_PROCESSED_DIR=str(tmp / "processed"),
-            ML_PROJECT_MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}",
-            ML_PROJECT_MLFLOW_ARTIFACT_ROOT=str(tmp / "mlartifacts"),
-            ML_PROJECT_PREDICTION_LOG_DIR=str(tmp / "predictions"),
-            ML_PROJECT_API_KEYS="",
-            MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}",
-            PATH=f"{BIN}:{env.get('PATH', '')}",
-        )
         started = time.perf_counter()
-        trained = subprocess.run(
-            [str(BIN / "ml-project"), "train", "-c", "configs/churn_xgboost.yaml", "--quiet"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if trained.returncode != 0:
-            sys.exit(f"training failed:\n{trained.stdout}\n{trained.stderr}")
+        env = trained_churn(tmp, "careful")
         print(
             f"churn XGBoost trained in careful mode and registered as churn@champion in {time.perf_counter() - started:.0f} s"
         )

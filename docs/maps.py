@@ -46,6 +46,10 @@ HAND_WRITTEN = {  # module -> (chapter, what it is; why it is not a notebook)
         41,
         "a fitted pipeline compiled into NumPy steps for a few rows (tests/test_fast_path.py)",
     ),
+    "ml_project.serve.protocol": (
+        46,
+        "uvicorn's httptools protocol with a deadline and size caps on a request's head (tests/test_hostile.py)",
+    ),
     "ml_project.serve.mlflow_model": (41, "the MLflow `pyfunc` model (from code) answering through `ModelPredictor`"),
     "ml_project.cli.common": (
         99,

@@ -30,6 +30,7 @@ Modules:
 - `ml_project.serve.log`: Every prediction appended to a log for audit and monitoring, and the service's Prometheus metrics.
 - `ml_project.serve.mlflow_model`: The MLflow flavour of our models: a `pyfunc` model from code that answers through `ModelPredictor`.
 - `ml_project.serve.predictor`: The model, used: `ModelPredictor` loads the champion (or any version or folder) with its hash checked and answers with the data's own labels and probabilities, at the threshold chosen on validation.
+- `ml_project.serve.protocol`: uvicorn's httptools protocol with the limits on a request's head that uvicorn lacks.
 - `ml_project.serve.rows`: New rows checked against the training schema before a model sees them: each value coerced or refused with its row and field.
 - `ml_project.serve.service`: Requests checked against the training schema, and the service behind the endpoints: the model it holds, the champion it follows, who may call it.
 - `ml_project.settings`: Runtime settings from `settings.ini` and the environment: where things live, how runs are tracked, how hard they try.

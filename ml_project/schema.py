@@ -13,6 +13,7 @@ import contextlib
 import csv
 import json
 import logging
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +42,7 @@ __all__ = [
     "sniff_read_options",
     "read_draft",
     "draft_schema_yaml",
+    "draft_tuning_lines",
     "draft_config_yaml",
 ]
 
@@ -337,6 +339,27 @@ def _data_lines(
     return lines
 
 
+def draft_tuning_lines(
+    n_rows: int,  # the data's rows
+    regression: bool,  # the task: the metric to optimise follows it
+) -> list[str]:
+    """A random forest's search space, as the shipped configs search it, sized to the data: trees no deeper than the rows
+    can fill (about log2 of them) and leaves of at most 1/50 of the rows, so a small file's trials are not spent on
+    forests of single-row leaves or depths it cannot reach."""
+    depth = max(4, min(20, round(math.log2(max(n_rows, 2)))))
+    leaf = max(2, min(30, n_rows // 50))
+    return [
+        f"tuning:   # ml-project tune -c this file: a random forest's space, sized to {n_rows:,} rows",
+        "  n_trials: 30",
+        f"  metric: {'rmse' if regression else 'roc_auc'}",
+        "  search_space:",
+        "    n_estimators: {type: int, low: 100, high: 500}",
+        f"    max_depth: {{type: int, low: 3, high: {depth}}}",
+        f"    min_samples_leaf: {{type: int, low: 1, high: {leaf}, log: true}}",
+        "    max_features: {type: float, low: 0.1, high: 0.8}",
+    ]
+
+
 def draft_config_yaml(
     frame: pd.DataFrame,  # the data
     csv_path: Path,  # the CSV the config reads
@@ -346,7 +369,8 @@ def draft_config_yaml(
     options: dict,  # read options the CSV needs
     settings: Settings,  # the project's settings (for relative paths)
 ) -> str:
-    "A minimal config for a new CSV: the keys that are the data's own are filled in from it, the rest left to their defaults."
+    """A minimal config for a new CSV: the keys that are the data's own are filled in from it, the rest left to their
+    defaults, and a search space `ml-project tune` can start from."""
     if target not in frame:
         raise ConfigError(
             f"--target {target!r} is not a column of {csv_path} (its columns: {', '.join(map(str, frame.columns))})"
@@ -366,6 +390,7 @@ def draft_config_yaml(
                 *_data_lines(frame, csv_path, target, schema_path, options, settings, regression, counts),
                 "model: {type: random_forest, params: {n_estimators: 300}}",
                 f"training: {{cv_folds: 5, metrics: [{', '.join(metrics)}]}}",
+                *draft_tuning_lines(len(frame), regression),
             ]
         )
         + "\n"

@@ -208,6 +208,11 @@ class ModelConfig(_Strict):
     target_transform: Literal["none", "log"] = Field(
         "none", description="Regression: fit on log(1 + y), predict on the original scale"
     )
+    class_weight: Literal["balanced"] | None = Field(
+        None,
+        description="Classification: `balanced` weighs each class by n / (classes × its rows), so a rare class counts as "
+        "much as a common one in the fit (XGBoost: the same weights, i.e. scale_pos_weight = negatives / positives)",
+    )
 
 
 # %% ../nbs/01_sections.ipynb #56192bba

@@ -76,6 +76,12 @@ class Settings:
     serve_max_rows: int = 1000  # the service: most rows in one request
     serve_max_body_mb: int = 10  # the service: largest request body
     serve_reload_seconds: int = 60  # the service: how often it checks whether the champion moved
+    serve_head_timeout_seconds: int = 10  # the service: a request's line and headers must arrive within this (408)
+    serve_body_timeout_seconds: int = 30  # the service: a request's body must arrive within this (408)
+    serve_keepalive_seconds: int = 5  # the service: an idle connection is closed after this
+    serve_max_header_kb: int = 32  # the service: largest request line and headers together (431)
+    serve_max_headers: int = 100  # the service: most header lines in a request (431)
+    serve_max_connections: int = 1000  # the service: connections and requests at once, per worker (503 beyond)
     prediction_log_dir: Path = Path(
         "runs/predictions"
     )  # the service's prediction log: the audit log and monitoring's input
@@ -135,6 +141,12 @@ _KINDS = {
     "serve_max_rows": int,
     "serve_max_body_mb": int,
     "serve_reload_seconds": int,
+    "serve_head_timeout_seconds": int,
+    "serve_body_timeout_seconds": int,
+    "serve_keepalive_seconds": int,
+    "serve_max_header_kb": int,
+    "serve_max_headers": int,
+    "serve_max_connections": int,
     "prediction_log_dir": Path,
     "prediction_log_rotate_mb": int,
     "prediction_log_flush_ms": int,

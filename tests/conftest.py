@@ -2,11 +2,14 @@
 
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 
@@ -110,6 +113,29 @@ def trained_churn(project, churn_template):
     return project
 
 
+@pytest.fixture
+def churn(trained_churn):
+    "The churn XGBoost champion of churn__fast, and a row of its data."
+    from ml_project.serve.predictor import ModelPredictor
+    from ml_project.serve.service import example_row
+
+    return trained_churn, example_row(ModelPredictor.load("churn__fast", trained_churn))
+
+
+def in_process_client(settings, keys=(), **changes):
+    "The service of churn__fast in this process (FastAPI's TestClient) with `changes` to the settings, and its log."
+    import dataclasses
+
+    from fastapi.testclient import TestClient
+
+    from ml_project.serve.app import create_app
+    from ml_project.serve.log import PredictionLog
+
+    settings = dataclasses.replace(settings, **changes)
+    log = PredictionLog(settings.prediction_log_dir, flush_ms=20)
+    return TestClient(create_app("churn__fast", settings, keys=list(keys), prediction_log=log)), log
+
+
 def free_port() -> int:
     "A free TCP port on 127.0.0.1, for a server a test starts (the only address tests talk to)."
     import socket
@@ -192,3 +218,41 @@ def chromium_browser(width: int = 1300, height: int = 1800):
     ):
         options.add_argument(flag)
     return webdriver.Chrome(options=options, service=DriverService(driver))
+
+
+class ServiceProcess:
+    "`ml-project serve` started as a process, stopped by its PID."
+
+    def __init__(self, settings, model="churn__fast", env=None, args=()):
+        self.port, self.settings = free_port(), settings
+        self.scheme = "https" if "--ssl-certfile" in args else "http"
+        self.log_file = open(settings.root / f"serve-{self.port}.log", "w")
+        self.process = subprocess.Popen(
+            [str(BIN / "ml-project"), "serve", "--model", model, "--port", str(self.port), *args],
+            cwd=settings.root,
+            env={**os.environ, **(env or {})},
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+        )
+        self.url = f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def wait(self, verify=True, timeout=90):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health", verify=verify, timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.3)
+        raise AssertionError(
+            "the service did not start:\n" + (self.settings.root / f"serve-{self.port}.log").read_text()[-3000:]
+        )
+
+    def stop(self, how=signal.SIGTERM):
+        self.process.send_signal(how)
+        self.process.wait(timeout=60)
+        self.log_file.close()
+        return self.process.returncode

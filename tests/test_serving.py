@@ -2,7 +2,6 @@
 hot reload under load, kill -9, a fuzzed OpenAPI schema, the OpenAPI page in Chromium, and the Prometheus rules."""
 
 import collections
-import dataclasses
 import datetime
 import json
 import os
@@ -16,8 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import ServiceProcess as Service
 from conftest import chromium_browser, free_port
-from fastapi.testclient import TestClient
+from conftest import in_process_client as _client
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -26,24 +26,10 @@ from ml_project.errors import ConfigError, ModelIntegrityError
 from ml_project.serve.app import create_app, serve
 from ml_project.serve.keys import add_api_key, parse_api_keys
 from ml_project.serve.log import PredictionLog, read_prediction_log
-from ml_project.serve.predictor import ModelPredictor
-from ml_project.serve.service import example_row
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 runner = CliRunner()
-
-
-@pytest.fixture
-def churn(trained_churn):
-    "The churn XGBoost champion of churn__fast, and a row of its data."
-    return trained_churn, example_row(ModelPredictor.load("churn__fast", trained_churn))
-
-
-def _client(settings, keys=(), **changes):
-    settings = dataclasses.replace(settings, **changes)
-    log = PredictionLog(settings.prediction_log_dir, flush_ms=20)
-    return TestClient(create_app("churn__fast", settings, keys=list(keys), prediction_log=log)), log
 
 
 def test_every_endpoint_in_process(churn):
@@ -205,44 +191,6 @@ def test_openapi_fuzzed_never_answers_5xx(churn):
 
 
 # --- the real thing: `ml-project serve` as a process on localhost ---
-
-
-class Service:
-    "`ml-project serve` started as a process, stopped by its PID."
-
-    def __init__(self, settings, model="churn__fast", env=None, args=()):
-        self.port, self.settings = free_port(), settings
-        self.scheme = "https" if "--ssl-certfile" in args else "http"
-        self.log_file = open(settings.root / f"serve-{self.port}.log", "w")
-        self.process = subprocess.Popen(
-            [str(BIN / "ml-project"), "serve", "--model", model, "--port", str(self.port), *args],
-            cwd=settings.root,
-            env={**os.environ, **(env or {})},
-            stdout=self.log_file,
-            stderr=subprocess.STDOUT,
-        )
-        self.url = f"{self.scheme}://127.0.0.1:{self.port}"
-
-    def wait(self, verify=True, timeout=90):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/health", verify=verify, timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.3)
-        raise AssertionError(
-            "the service did not start:\n" + (self.settings.root / f"serve-{self.port}.log").read_text()[-3000:]
-        )
-
-    def stop(self, how=signal.SIGTERM):
-        self.process.send_signal(how)
-        self.process.wait(timeout=60)
-        self.log_file.close()
-        return self.process.returncode
 
 
 def test_the_service_as_a_process_answers_and_flushes_its_log_on_stop(churn):

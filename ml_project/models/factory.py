@@ -17,6 +17,7 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor, Voti
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
+from sklearn.utils.class_weight import compute_sample_weight
 from xgboost import XGBClassifier, XGBRegressor
 
 from ..config import ExperimentConfig, family_configs, with_model_params
@@ -51,11 +52,19 @@ class _HoldOutForEarlyStopping:
                 X, y, test_size=self.validation_fraction, stratify=stratify, random_state=self.random_state
             )
             kwargs.update(eval_set=[(X_valid, y_valid)], verbose=kwargs.get("verbose", False))
+        weight = getattr(
+            self, "class_weight", None
+        )  # as scikit-learn's: "balanced" is n / (classes × the class's rows)
+        if weight is not None:
+            kwargs["sample_weight"] = compute_sample_weight(weight, y)
+            if "eval_set" in kwargs:  # early stopping judges the weighted loss the fit minimises
+                kwargs["sample_weight_eval_set"] = [compute_sample_weight(weight, v) for _, v in kwargs["eval_set"]]
         return super().fit(X, y, **kwargs)
 
     def get_xgb_params(self):
         params = super().get_xgb_params()
         params.pop("validation_fraction", None)  # ours, not a booster parameter
+        params.pop("class_weight", None)
         return params
 
     def _configure_fit(self, booster, params, feature_weights):
@@ -66,16 +75,20 @@ class _HoldOutForEarlyStopping:
 
 
 class EarlyStoppingXGBClassifier(_HoldOutForEarlyStopping, XGBClassifier):
-    "`XGBClassifier` that early-stops on a held-out `validation_fraction` of its training rows."
+    """`XGBClassifier` that early-stops on a held-out `validation_fraction` of its training rows, and takes scikit-learn's
+    `class_weight="balanced"` (for two classes, what `scale_pos_weight = negatives / positives` does)."""
 
     def __init__(
         self,
         *,
         validation_fraction: float = 0.1,  # share of the training rows held out to stop on
+        class_weight: str
+        | dict
+        | None = None,  # `balanced`: weigh each class by n / (classes × its rows); or {label: weight}
         **kwargs,  # XGBoost's own parameters
     ):
         super().__init__(**kwargs)
-        self.validation_fraction = validation_fraction
+        self.validation_fraction, self.class_weight = validation_fraction, class_weight
 
 
 # %% ../../nbs/11_models.factory.ipynb #a09beee7
@@ -122,7 +135,8 @@ def build_estimator(
     task: str,  # `classification` or `regression`
     seed: int = 42,  # the `random_state` when the config gives none
 ):
-    "The estimator for `model.type` and `task` with `model.params`; the seed fills `random_state` when the config leaves it out."
+    """The estimator for `model.type` and `task` with `model.params` (and `model.class_weight`, which every classifier
+    takes); the seed fills `random_state` when the config leaves it out."""
     if model.type not in ESTIMATORS:
         raise ValueError(f"model.type '{model.type}' is unknown; known: {', '.join(ESTIMATORS)}")
     if task not in ESTIMATORS[model.type]:
@@ -137,6 +151,12 @@ def build_estimator(
         params.setdefault("random_state", seed)
     if model.type in PARALLEL:
         params.setdefault("n_jobs", -1)  # use every core; cross-validation runs folds in turn
+    if model.class_weight:
+        if task != "classification" or "class_weight" not in accepted:
+            raise ValueError(f"model.class_weight applies to classifiers; {cls.__name__} is not one: remove it")
+        if "class_weight" in model.params:
+            raise ValueError("model.class_weight and model.params.class_weight both set: keep one")
+        params["class_weight"] = model.class_weight
     estimator = cls(**params)
     if model.target_transform == "log":
         if task != "regression":

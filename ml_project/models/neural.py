@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNetClassifier, NeuralNetRegressor
@@ -103,6 +104,7 @@ class _TabularMLP(BaseEstimator):
         random_state=42,  # seeds the weights, the shuffles and the split
         progress=True,  # show a progress bar over epochs
         callbacks=None,  # more skorch callbacks, e.g. tuning's pruning callback
+        class_weight=None,  # classifiers: `balanced` weighs each class's loss by n / (classes × its rows), or {label: weight}
     ):
         self.hidden_sizes, self.dropout, self.lr, self.weight_decay = hidden_sizes, dropout, lr, weight_decay
         self.batch_size, self.max_epochs, self.patience, self.validation_fraction = (
@@ -119,6 +121,7 @@ class _TabularMLP(BaseEstimator):
             progress,
         )
         self.callbacks = callbacks  # more skorch callbacks, e.g. tuning's pruning callback
+        self.class_weight = class_weight
 
     def _callbacks(self):
         callbacks = []
@@ -139,7 +142,7 @@ class _TabularMLP(BaseEstimator):
             callbacks.append(("progress", EpochProgressBar()))
         return callbacks + [(f"extra_{i}", c) for i, c in enumerate(self.callbacks or ())]
 
-    def _fit_net(self, net_class, X, y, n_out, criterion, stratified):
+    def _fit_net(self, net_class, X, y, n_out, criterion, stratified, **net_options):
         torch.manual_seed(self.random_state)
         self.device_ = pick_device(self.device)
         # Early stopping needs a validation set worth the name; on tiny data, train on every row instead.
@@ -163,6 +166,7 @@ class _TabularMLP(BaseEstimator):
             callbacks=self._callbacks(),
             iterator_train__shuffle=True,
             verbose=0,
+            **net_options,
         )
         self.net_.fit(X, y)
         self.n_epochs_ = len(self.net_.history)
@@ -183,8 +187,18 @@ class MLPClassifier(ClassifierMixin, _TabularMLP):
         self.classes_, codes = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(f"MLPClassifier needs at least two classes; y has 1 class ({self.classes_[0]!r})")
+        weighted = {}
+        if self.class_weight is not None:  # "balanced": a rare class's rows count in the loss as much as a common one's
+            weights = compute_class_weight(self.class_weight, classes=self.classes_, y=y)
+            weighted = {"criterion__weight": torch.tensor(weights, dtype=torch.float32)}
         return self._fit_net(
-            NeuralNetClassifier, X, codes.astype(np.int64), len(self.classes_), nn.CrossEntropyLoss, stratified=True
+            NeuralNetClassifier,
+            X,
+            codes.astype(np.int64),
+            len(self.classes_),
+            nn.CrossEntropyLoss,
+            stratified=True,
+            **weighted,
         )
 
     def predict_proba(self, X):

@@ -203,7 +203,11 @@ def open_study(
 ) -> optuna.Study:
     "Create the config's study, or load it to resume (named after the experiment, and `__fast` in fast mode)."
     if config.tuning is None:
-        raise ConfigError(f"{config.experiment.name}: the config has no tuning section")
+        raise ConfigError(
+            f"{config.experiment.name}: the config has no tuning section: add `tuning: {{n_trials: 30, search_space: "
+            "{<model.params name>: {type: int, low: .., high: ..}}}}` (configs/experiment_001.yaml has one for a "
+            "random forest; `ml-project init-config` writes one for a new CSV)"
+        )
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # trials are logged by the progress bar and MLflow
     return optuna.create_study(
         study_name=study_name(config, settings),

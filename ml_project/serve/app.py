@@ -23,12 +23,14 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
+from starlette.requests import ClientDisconnect
 
 from ..errors import ConfigError
 from ..settings import Settings, get_settings
 from .keys import ApiKey, load_api_keys
 from .log import PredictionLog, metrics, metrics_text
 from .predictor import ModelPredictor
+from .protocol import HeadLimits, configure_head_limits
 from .service import Service, example_row
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,10 @@ ENDPOINTS = (
 
 
 class _TooLarge(Exception):
+    pass
+
+
+class _TooSlow(Exception):
     pass
 
 
@@ -93,16 +99,21 @@ def _record(scope, request_id: str, endpoint: str, status: int, seconds: float):
 
 
 class Observed:
-    """ASGI middleware around every request: its id (`X-Request-ID`, the client's or a new one), the body size limit
-    (413, counted as the body arrives, so a chunked body is stopped too), Prometheus counts and latency, the JSON access
-    log, and a 500 for an unexpected error. Plain ASGI: Starlette's `BaseHTTPMiddleware` costs a task per request."""
+    """ASGI middleware around every request: its id (`X-Request-ID`, the client's or a new one), the body's limits (413
+    over `max_body_mb`, counted as the body arrives, so a chunked body is stopped too; 408 when it is not in within
+    `body_timeout_s`), Prometheus counts and latency, the JSON access log, a client that hangs up recorded as 499 (its
+    request ended, nothing of ours failed), and a 500 only for an error of ours. Plain ASGI: Starlette's
+    `BaseHTTPMiddleware` costs a task per request."""
 
     def __init__(
         self,
         app,  # the ASGI app to wrap
         max_body_mb: int = 10,  # refuse bodies larger than this (413)
+        body_timeout_s: float = 30.0,  # refuse a body still arriving this long after the request began (408)
+        on_refused=None,  # called as `on_refused(request_id, status, message)` for a /predict refused here: the log's record
     ):
         self.app, self.max_body_mb, self.limit = app, max_body_mb, max_body_mb << 20
+        self.body_timeout_s, self.on_refused = body_timeout_s, on_refused
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -116,33 +127,51 @@ class Observed:
         _record(scope, request_id, endpoint, status[0], time.perf_counter() - started)
 
     async def _answer(self, scope, receive, send, headers: dict, request_id: str, status: list):
-        "The app's answer, or 413 for a body over the limit, or 500 for an error of ours."
+        "The app's answer, or 413 / 408 for a body over its limits, 499 for a client gone, 500 for an error of ours."
         received, m = [0], metrics()
+        deadline = asyncio.get_running_loop().time() + self.body_timeout_s
 
         async def limited_receive():
-            message = await receive()
+            try:
+                async with asyncio.timeout_at(deadline):  # a timer, not a task: cheap on every request
+                    message = await receive()
+            except TimeoutError:
+                raise _TooSlow from None
+            if message["type"] == "http.disconnect" and not status[0]:
+                raise ClientDisconnect
             received[0] += len(message.get("body", b""))
             if received[0] > self.limit:
                 raise _TooLarge
             return message
 
-        async def answer(body: dict, code: int):
-            if not status[0]:
-                await JSONResponse(body, code)(scope, receive, send)
+        async def refuse(code: int, message: str):
+            if scope["path"] == "/predict" and self.on_refused:  # monitoring's refused share counts these too
+                self.on_refused(request_id, code, message)
+            if not status[0]:  # the connection is closed after: the rest of the body is not read
+                body = {"detail": message, "request_id": request_id}
+                await JSONResponse(body, code, {"Connection": "close"})(scope, receive, send)
 
-        too_large = {"detail": f"the body is larger than {self.max_body_mb} MB"}
+        too_large = f"the body is larger than {self.max_body_mb} MB"
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.limit:
-            return await answer(too_large, 413)
+            return await refuse(413, too_large)
         m["in_flight"].inc()
         try:
             await self.app(scope, limited_receive, send)
         except _TooLarge:
-            await answer(too_large, 413)
+            await refuse(413, too_large)
+        except _TooSlow:
+            await refuse(408, f"the body did not arrive within {self.body_timeout_s:g} s")
+        except ClientDisconnect:  # nobody is left to answer: noted as nginx does (499), never as our failure
+            if not status[0]:
+                status[0] = 499
+                if scope["path"] == "/predict" and self.on_refused:
+                    self.on_refused(request_id, 499, "the client closed the connection before its body arrived")
         except Exception:
             m["errors"].labels("internal").inc()
             log.exception("request %s failed", request_id)
-            await answer({"detail": "internal error", "request_id": request_id}, 500)
+            if not status[0]:
+                await JSONResponse({"detail": "internal error", "request_id": request_id}, 500)(scope, receive, send)
         finally:
             m["in_flight"].dec()
 
@@ -228,6 +257,10 @@ def _openapi(app: FastAPI, service: Service):
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         batch = service.served.batch.json_schema(ref_template="#/components/schemas/{model}")
         schema.setdefault("components", {}).setdefault("schemas", {}).update(batch.pop("$defs", {}))
+        batch["description"] = (
+            "Strict types: a number is a JSON number (not a string, not a boolean; finite), a boolean only where the "
+            "column is boolean, a missing value only null; each key once; sent as Content-Type: application/json."
+        )
         schema["components"]["schemas"]["PredictRequest"] = batch
         if service.keys:
             schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
@@ -254,7 +287,12 @@ def create_app(
         description=f"Predictions of {service.served.predictor.name}; see /metadata for the model served.",
     )
     app.state.service = service
-    app.add_middleware(Observed, max_body_mb=settings.serve_max_body_mb)
+    app.add_middleware(
+        Observed,
+        max_body_mb=settings.serve_max_body_mb,
+        body_timeout_s=settings.serve_body_timeout_seconds,
+        on_refused=service.refused,
+    )
     _add_endpoints(app, service)
     _add_model_endpoints(app, service)
     app.openapi = _openapi(app, service)
@@ -267,7 +305,11 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 def app_from_environment() -> FastAPI:
     "The app for a uvicorn worker, from what `serve` put in the environment."
-    app = create_app(os.environ["ML_PROJECT_SERVE_MODEL"], get_settings())
+    settings = get_settings()
+    configure_head_limits(
+        HeadLimits(settings.serve_head_timeout_seconds, settings.serve_max_header_kb, settings.serve_max_headers)
+    )
+    app = create_app(os.environ["ML_PROJECT_SERVE_MODEL"], settings)
     gc.freeze()  # the model and libraries are loaded for good: the garbage collector need not rescan them after every request
     return app
 
@@ -312,4 +354,7 @@ def serve(
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=30,
+        http="ml_project.serve.protocol:GuardedHttpToolsProtocol",  # httptools, with limits on each request's head
+        timeout_keep_alive=settings.serve_keepalive_seconds,
+        limit_concurrency=settings.serve_max_connections,
     )

@@ -120,10 +120,12 @@ def authenticate(
     keys: list[ApiKey],  # the stored keys
     header: str | None,  # the request's `Authorization` header
 ) -> ApiKey | None:
-    "The stored key an `Authorization: Bearer` header presents, or None; every stored hash is compared, in constant time."
-    if not header or not header.startswith("Bearer "):
+    """The stored key an `Authorization: Bearer` header presents, or None; every stored hash is compared, in constant time.
+    The scheme's name is case-insensitive, as HTTP says (RFC 9110, 11.1): `bearer` and `BEARER` are `Bearer` too."""
+    scheme, _, token = (header or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
         return None
-    presented, found = key_digest(header[7:].strip()), None
+    presented, found = key_digest(token.strip()), None
     for key in keys:
         if hmac.compare_digest(presented, key.digest):
             found = key

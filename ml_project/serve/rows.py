@@ -179,13 +179,18 @@ def _filled(predictor, field: str, spec: dict, values, missing: np.ndarray, warn
 
 
 def _unseen_warnings(predictor, field: str, spec: dict, values, usable: np.ndarray, numeric: bool) -> list[str]:
-    "Warnings for numbers outside the training schema's range and categories never seen in training (scored all the same)."
+    """Warnings for numbers outside the range the training rows held (`trained`; the schema's range for a model saved
+    before it was recorded) and categories never seen in training (scored all the same)."""
     out = []
-    if numeric and ("min" in spec or "max" in spec):
-        outside = (values < spec.get("min", -np.inf)) | (values > spec.get("max", np.inf))  # NaN is neither
+    low, high = spec.get("trained") or (spec.get("min"), spec.get("max"))
+    if numeric and (low is not None or high is not None):
+        outside = (values < (-np.inf if low is None else low)) | (
+            values > (np.inf if high is None else high)
+        )  # NaN is neither
         if _some(outside):
+            seen = "the training data's range" if "trained" in spec else "the training schema's range"
             out.append(
-                f"{field}: {int(outside.sum())} value(s) outside the training schema's range [{spec.get('min', '')}, {spec.get('max', '')}]"
+                f"{field}: {int(outside.sum())} value(s) outside {seen} [{'' if low is None else low}, {'' if high is None else high}]"
             )
     if field in predictor._allowed:
         if isinstance(values, pd.Categorical):  # the categories the rows use

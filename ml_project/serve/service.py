@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import orjson
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from fastcore.basics import patch
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_config
+from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from ..errors import PredictionInputError
@@ -41,15 +42,31 @@ __all__ = ["log", "access_log", "row_model", "example_row", "batch_model", "Serv
 _JSON_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "datetime": str}
 
 
+def _not_boolean(value):
+    if isinstance(value, bool):
+        raise ValueError(  # noqa: TRY004 (pydantic reports a ValueError as the field's error; a TypeError escapes)
+            "a boolean is not a value of this column: send one of its values as JSON gives it"
+        )
+    return value
+
+
 def row_model(
     schema: dict,  # the model's input schema (`input_schema`)
     example: dict | None = None,  # a row shown as the example in `/docs`
 ) -> type:
-    """A pydantic-checked TypedDict of one input row from a model's training schema: types, allowed categories, null for
-    missing, nothing else. Rows validate to plain dicts, as the predictor takes them: no model objects to build and dump."""
+    """A pydantic-checked TypedDict of one input row from a model's training schema: strict types (JSON numbers, booleans
+    only for boolean columns, finite), allowed categories, null for missing, nothing else. Rows validate to plain dicts,
+    as the predictor takes them: no model objects to build and dump."""
     fields = {}
     for name, spec in schema.items():
         kind = Literal[tuple(spec["allowed"])] if spec.get("allowed") else _JSON_TYPES[spec["dtype"]]
+        if spec.get("allowed") and spec["dtype"] in (
+            "int",
+            "float",
+        ):  # `True == 1`: a Literal of numbers takes booleans
+            kind = Annotated[kind, BeforeValidator(_not_boolean)]
+        elif spec["dtype"] == "float":
+            kind = Annotated[float, Field(allow_inf_nan=False)]
         doc = (
             spec["dtype"]
             + (f", {spec['min']} to {spec.get('max', '')}" if "min" in spec else "")
@@ -57,7 +74,7 @@ def row_model(
         )
         fields[name] = Annotated[kind | None, Field(description=doc)]  # any column name is a key
     extra = {"examples": [example]} if example else None
-    return with_config(ConfigDict(extra="forbid", json_schema_extra=extra))(TypedDict("Row", fields))
+    return with_config(ConfigDict(extra="forbid", strict=True, json_schema_extra=extra))(TypedDict("Row", fields))
 
 
 # %% ../../nbs/45_serve.service.ipynb #f96ceb1b
@@ -221,6 +238,42 @@ def _record(served: Served, request_id: str, key: ApiKey | None, started: float,
     }
 
 
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list) -> dict:
+    found = dict(pairs)
+    if len(found) < len(pairs):
+        seen = set()
+        raise _RepeatedKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return found
+
+
+def _key_count(payload) -> int:
+    "Keys of the request's objects as parsed: the body's and its rows' (values nested deeper are refused anyway)."
+    if not isinstance(payload, dict):
+        return 0
+    rows = payload.get("rows")
+    return len(payload) + (sum(len(r) for r in rows if isinstance(r, dict)) if isinstance(rows, list) else 0)
+
+
+def _json_body(body: bytes):
+    """The parsed body, refusing a key given twice in one object (`_RepeatedKey`): orjson, like most parsers, keeps the
+    last one silently. Every key has a colon after it, so when the body has no more colons than parsed keys, no key was
+    lost; otherwise (a colon in a string, or a repeat) Python's parser, which shows every pair, looks closer."""
+    payload = orjson.loads(body)
+    if body.count(b":") != _key_count(payload):
+        json.loads(body, object_pairs_hook=_unique_keys)
+    return payload
+
+
+def _is_json(content_type: str) -> bool:
+    "Whether a `Content-Type` header names JSON: `application/json` or `application/<something>+json`, any parameters."
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
 def _rows(served: Served, payload) -> list[dict]:
     "The request's rows checked against the model's schema: one bare object, or `{rows: [...]}`."
     single = isinstance(payload, dict) and "rows" not in payload  # one row, as a bare object
@@ -241,10 +294,19 @@ async def predict(self: Service, request: Request) -> Response:
         self.log.write([_record(served, request_id, key, started, status, error=errors[0]["msg"][:200])])
         return _problem(status, errors, request_id)
 
+    content_type = request.headers.get("content-type", "")
+    if not _is_json(content_type):
+        wrong = (
+            f"the body must be JSON, sent as Content-Type: application/json; got {content_type or 'no Content-Type'}"
+        )
+        return refuse(415, [{"loc": ["header", "content-type"], "msg": wrong[:200], "type": "unsupported_media_type"}])
     try:
-        inputs = _rows(served, orjson.loads(await request.body()))
+        inputs = _rows(served, _json_body(await request.body()))
     except orjson.JSONDecodeError as e:
         return refuse(422, [{"loc": ["body"], "msg": f"malformed JSON: {e}", "type": "json_invalid"}])
+    except _RepeatedKey as e:
+        msg = f"the key {str(e)[:100]!r} appears twice in one object: send each field once"
+        return refuse(422, [{"loc": ["body"], "msg": msg, "type": "duplicate_key"}])
     except ValidationError as error:
         detail = _detail(error, ("body",))
         too_many = any(e["type"] == "too_long" and e["loc"][:2] == ["body", "rows"] for e in detail)
@@ -261,7 +323,8 @@ async def predict(self: Service, request: Request) -> Response:
             ],
         )
     outputs, p = result.to_records(), served.predictor
-    record = _record(served, request_id, key, started, 200)
+    noted = {"warnings": result.warnings} if result.warnings else {}  # values the model never saw, for the audit
+    record = _record(served, request_id, key, started, 200, **noted)
     self.log.write([record | {"row": i, "inputs": x, "outputs": y} for i, (x, y) in enumerate(zip(inputs, outputs))])
     self._count(p, result)
     body = {
@@ -277,6 +340,17 @@ async def predict(self: Service, request: Request) -> Response:
         media_type="application/json",
         headers={"X-Request-ID": request_id},
     )
+
+
+@patch
+def refused(
+    self: Service,
+    request_id: str,  # the request's id
+    status: int,  # what it was answered: 413, 408, or 499 for a client that hung up
+    message: str,  # why
+):
+    "Log a /predict request the middleware turned down before it reached `predict`, as `predict` logs its own refusals."
+    self.log.write([_record(self.served, request_id, None, time.perf_counter(), status, error=message[:200])])
 
 
 @patch

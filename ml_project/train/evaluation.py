@@ -34,12 +34,14 @@ from sklearn.metrics import (
 
 # %% auto #0
 __all__ = [
+    "THRESHOLDED_METRICS",
     "positive_scores",
     "choose_threshold",
     "classification_metrics",
     "regression_metrics",
     "Evaluation",
     "evaluate_model",
+    "fold_threshold_metrics",
     "worst_predictions",
     "segment_metrics",
 ]
@@ -186,6 +188,9 @@ class Evaluation:
 
 
 # %% ../../nbs/25_train.evaluation.ipynb #4182e2c5
+THRESHOLDED_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1")  # what a cut-off changes
+
+
 def evaluate_model(
     model,  # the fitted pipeline
     X,  # the rows to evaluate on (the test split)
@@ -222,9 +227,27 @@ def evaluate_model(
     metrics = {
         **classification_metrics(y, scores, 0.5),
         "threshold": threshold,
-        **{f"{k}_at_threshold": tuned[k] for k in ("accuracy", "balanced_accuracy", "precision", "recall", "f1")},
+        **{f"{k}_at_threshold": tuned[k] for k in THRESHOLDED_METRICS},
     }
     return Evaluation(task, y, (scores >= threshold).astype(int), scores, threshold, metrics, classes)
+
+
+# %% ../../nbs/25_train.evaluation.ipynb #288220de
+def fold_threshold_metrics(
+    held_out: list,  # each CV fold's (encoded target, probabilities), as `cross_validate_model` keeps them
+    metrics: list[str],  # the thresholded metrics to report (names from `THRESHOLDED_METRICS`)
+    threshold_metric: str = "f1",  # what each fold's threshold maximises
+) -> pd.DataFrame:
+    "Each fold's `<metric>_at_threshold` and its `threshold`, chosen on the other folds' held-out predictions."
+    rows = []
+    for k, (y, proba) in enumerate(held_out):
+        others = [fold for i, fold in enumerate(held_out) if i != k]
+        cut = choose_threshold(
+            np.concatenate([t for t, _ in others]), np.concatenate([p[:, 1] for _, p in others]), threshold_metric
+        )
+        at = classification_metrics(y, proba[:, 1], cut)
+        rows.append({"threshold": cut, **{f"{m}_at_threshold": at[m] for m in metrics}})
+    return pd.DataFrame(rows)
 
 
 # %% ../../nbs/25_train.evaluation.ipynb #aaa2dbf9

@@ -26,7 +26,7 @@ from ..sections import canonical_metric
 from ..settings import Settings, get_settings
 from ..split import Splits, load_splits
 from .champion import Promotion, promote
-from .evaluation import evaluate_model
+from .evaluation import THRESHOLDED_METRICS, evaluate_model, fold_threshold_metrics
 from .files import git_state, model_dir, problem_name, publish_model, registered_name, save_model
 from .preflight import check_configs
 from .registry import check_selection_metric, current_champion, register_model, withdraw_version
@@ -63,16 +63,27 @@ class TrainResult:
         return bool(self.promotion and self.promotion.promoted)
 
     def metrics_table(self) -> pd.DataFrame:
-        "CV mean ± std next to validation and test, one row per config metric."
-        names = {m: canonical_metric(m) for m in self.cv.columns}
-        return pd.DataFrame(
-            {
-                "cv_mean": self.cv.mean(),
-                "cv_std": self.cv.std(ddof=0),
-                "valid": pd.Series({m: self.valid.get(c) for m, c in names.items()}, dtype=float),
-                "test": pd.Series({m: self.test.get(c) for m, c in names.items()}, dtype=float),
+        """CV mean ± std next to validation and test, one row per config metric. A binary classifier's thresholded
+        metrics (f1, recall, accuracy...) lead at the decision threshold chosen on validation (each CV fold's chosen on
+        the other folds); the same at 0.5, what a bare `predict` gives, follow as `<metric> at 0.5`."""
+
+        def row(cv: pd.Series, key: str) -> dict:
+            return {
+                "cv_mean": cv.mean(),
+                "cv_std": cv.std(ddof=0),
+                "valid": self.valid.get(key, float("nan")),
+                "test": self.test.get(key, float("nan")),
             }
-        )
+
+        lead, after = {}, {}
+        for m in [c for c in self.cv.columns if c != "threshold" and not c.endswith("_at_threshold")]:
+            key = canonical_metric(m)
+            if f"{m}_at_threshold" in self.cv:
+                lead[m] = row(self.cv[f"{m}_at_threshold"], f"{key}_at_threshold")
+                after[f"{m} at 0.5"] = row(self.cv[m], key)
+            else:
+                lead[m] = row(self.cv[m], key)
+        return pd.DataFrame.from_dict({**lead, **after}, orient="index", dtype=float)
 
 
 # %% ../../nbs/28_train.experiment.ipynb #030b52a5
@@ -137,7 +148,15 @@ def _log_data(mlflow, splits: Splits, config: ExperimentConfig, settings: Settin
 def _fit_and_evaluate(config: ExperimentConfig, settings: Settings, splits: Splits, out: Path) -> tuple:
     "Cross-validation, the final fit and its evaluation: (folds, model, fit seconds, test evaluation, valid metrics, report files)."
     name = config.experiment.name
-    folds = cross_validate_model(config, *splits["train"], settings)
+    held_out = []  # each fold's held-out probabilities: a binary problem's fold thresholds are chosen on them
+    folds = cross_validate_model(config, *splits["train"], settings, held_out=held_out)
+    thresholded = [m for m in folds.columns if canonical_metric(m) in THRESHOLDED_METRICS]
+    if thresholded and held_out and held_out[0][1].shape[1] == 2:
+        threshold_metric = config.evaluation.threshold_metric
+        folds = folds.join(
+            fold_threshold_metrics(held_out, [canonical_metric(m) for m in thresholded], threshold_metric)
+        )
+        folds = folds.rename(columns={f"{canonical_metric(m)}_at_threshold": f"{m}_at_threshold" for m in thresholded})
     log.info("%s: final fit on %s training rows", name, f"{splits.rows['train']:,}")
     started = time.perf_counter()
     model = train_model(*splits["train"], config, settings)
@@ -275,6 +294,14 @@ def _register_and_judge(
 
 
 # %% ../../nbs/28_train.experiment.ipynb #685772ce
+def _threshold_line(result: TrainResult) -> str:
+    return (
+        f"decision threshold {result.test['threshold']:.3f}, chosen on validation for "
+        f"{result.config.evaluation.threshold_metric}: the rows above 'at 0.5' are at it (each CV fold at one chosen "
+        "on the other folds)"
+    )
+
+
 def format_summary(
     result: TrainResult,  # `run_experiment`'s result
     settings: Settings,  # for paths shown relative to the project
@@ -286,6 +313,7 @@ def format_summary(
         "rows: " + ", ".join(f"{k} {v:,}" for k, v in result.rows.items()) + f"; data md5 {result.data_md5}",
         "",
         result.metrics_table().round(4).to_string(),
+        *([_threshold_line(result)] if "threshold" in result.test else []),
         "",
         f"MLflow run {result.run_id} in experiment '{problem_name(c)}' ({settings.mlflow_tracking_uri})",
         f"model: {settings.relative(result.model_dir)}/ (fit {result.fit_seconds:.1f}s)"

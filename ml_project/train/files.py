@@ -80,13 +80,18 @@ def model_dir(
 def input_schema(
     splits: Splits,  # the data split, with its schema and training inputs
 ) -> dict[str, dict]:
-    "Each model input's declared type (and nullability, range, levels) from the training schema, in the model's column order."
+    """Each model input's declared type (and nullability, range, levels) from the training schema, in the model's column
+    order; a number's `trained` range is what the training rows held, which the service warns outside of (the schema's
+    range says what is valid, often with no upper end; the training range says what the model has seen)."""
     declared = splits.dataset.schema.columns if splits.dataset.schema else {}
     X = splits.X["train"]
     out = {}
     for column in X.columns:
         spec = declared.get(column) or infer_schema(X[[column]]).columns[column]
         out[column] = spec.model_dump(exclude_defaults=True) | {"dtype": spec.dtype}
+        if spec.dtype in ("int", "float") and not spec.allowed and X[column].notna().any():
+            low, high = X[column].min(), X[column].max()
+            out[column]["trained"] = [low.item(), high.item()] if hasattr(low, "item") else [low, high]
     return out
 
 

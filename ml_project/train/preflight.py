@@ -17,11 +17,12 @@ from sklearn.compose import TransformedTargetRegressor
 
 from ..config import ExperimentConfig, config_path, family_configs
 from ..data import acquire, raw_file
-from ..errors import ConfigError, RawDataError
+from ..errors import ConfigError, DataValidationError, RawDataError
 from ..features import DOMAIN_FEATURES, missing_for_domain
 from ..models.factory import _members, build_estimator
 from ..schema import check_csv
 from ..settings import Settings
+from ..split import check_split, sample_rows, stratify_on
 
 # %% auto #0
 __all__ = ["check_config", "check_ensemble", "check_configs"]
@@ -133,6 +134,20 @@ def _target_problems(config: ExperimentConfig, path: Path, target: pd.Series | N
     return problems, n_classes
 
 
+def _size_problems(config: ExperimentConfig, settings, path: Path, target: pd.Series | None) -> list[str]:
+    "Too few rows, or classes too small, to split and cross-validate as the config asks (fast mode: in its sample)."
+    if target is None:
+        return []
+    frame = target.dropna().to_frame()
+    if settings.fast:
+        frame = sample_rows(frame, settings.fast_sample_rows, stratify_on(config), seed=settings.seed)
+    try:
+        check_split(frame, config, settings, path.name)
+    except DataValidationError as error:
+        return [str(error)]
+    return []
+
+
 def _parameter_problems(config: ExperimentConfig, estimator, n_classes: int, seed: int) -> tuple[list[str], object]:
     """The model's parameters the estimator refuses (each found on the defaults, or the whole set when none alone is), and
     the estimator the search space is checked against: the defaults when the configured one is refused."""
@@ -195,6 +210,7 @@ def check_config(
         return [f"data: {error}"]
     target_problems, n_classes = _target_problems(config, path, target)
     problems = _column_problems(config, path, columns) + target_problems
+    problems += [] if target_problems else _size_problems(config, settings, path, target)
     try:
         estimator = build_estimator(config.model, config.data.task, settings.seed)
     except ValueError as error:

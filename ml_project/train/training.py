@@ -92,6 +92,8 @@ def cross_validate_model(
     X: pd.DataFrame,  # the training split's inputs
     y: pd.Series,  # the training split's encoded target
     settings: Settings,  # mode (folds) and seed
+    held_out: list
+    | None = None,  # a list to append each fold's (target, probabilities) to: thresholds are chosen on them
 ) -> pd.DataFrame:
     "Per-fold scores of a fresh pipeline for each fold (every fitted step sees only its training fold); each fold logged as it ends."
     names = scorers(config.training.metrics, config.data.task, y.nunique())
@@ -104,6 +106,8 @@ def cross_validate_model(
                 for m, s in names.items()
             }
         )
+        if held_out is not None and hasattr(model, "predict_proba"):
+            held_out.append((y.iloc[score_rows].to_numpy(), model.predict_proba(X.iloc[score_rows])))
         log.info("cross-validation fold %d/%d: %s", k, n_folds, ", ".join(f"{m} {v:.4f}" for m, v in rows[-1].items()))
     folds = pd.DataFrame(rows)
     folds.index.name = "fold"
