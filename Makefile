@@ -87,11 +87,9 @@ format: install  ## apply ruff's fixes and format, then export the notebooks (ma
 	$(BIN)/ruff format $(LINTED)
 	$(MAKE) --no-print-directory export
 
-export: install  ## notebooks -> package: nbdev-export, the phases' faces (docs/maps.py), imports sorted and formatted, nbdev-clean
+export: install  ## notebooks -> package: nbdev-export, the phases' faces (docs/maps.py), nbdev-clean
 	$(BIN)/nbdev-export
 	$(BIN)/python docs/maps.py --write-faces
-	$(BIN)/ruff check --quiet --fix --select I ml_project  # nbdev makes the project's imports relative: sorted again
-	$(BIN)/ruff format --quiet ml_project
 	$(BIN)/nbdev-clean
 
 maps: install  ## regenerate the README folder map, the architecture page's stage table and the phases' faces, then README.md

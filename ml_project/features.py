@@ -23,24 +23,9 @@ from .sections import FeaturesConfig
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = [
-    "log",
-    "CHURN_SERVICES",
-    "TENURE_BANDS",
-    "TENURE_LABELS",
-    "DOMAIN_REQUIRES",
-    "DOMAIN_FEATURES",
-    "DOMAIN_COLUMNS",
-    "missing_for_domain",
-    "churn_columns",
-    "churn_features",
-    "ames_columns",
-    "ames_features",
-    "date_features",
-    "text_features",
-    "GroupStatsEncoder",
-    "feature_steps",
-]
+__all__ = ['log', 'CHURN_SERVICES', 'TENURE_BANDS', 'TENURE_LABELS', 'DOMAIN_REQUIRES', 'DOMAIN_FEATURES', 'DOMAIN_COLUMNS',
+           'missing_for_domain', 'churn_columns', 'churn_features', 'ames_columns', 'ames_features', 'date_features',
+           'text_features', 'GroupStatsEncoder', 'feature_steps']
 
 # %% ../nbs/07_features.ipynb #30e19224
 CHURN_SERVICES = [
@@ -90,7 +75,6 @@ def missing_for_domain(
     "The columns `features.domain: <domain>` needs that `columns` lack."
     return [c for c in DOMAIN_REQUIRES.get(domain, []) if c not in columns]
 
-
 # %% ../nbs/07_features.ipynb #b5596323
 def _require(X, domain: str):
     missing = missing_for_domain(domain, X)
@@ -124,14 +108,12 @@ def churn_columns(
         "charge_ratio": _floats(X["monthly_charges"]) / np.where(average == 0, np.nan, average),
     }
 
-
 # %% ../nbs/07_features.ipynb #01f96a3e
 def churn_features(
     X: pd.DataFrame,  # churn rows
 ) -> pd.DataFrame:
     "Add tenure_band, n_services, has_internet, avg_monthly_charge and charge_ratio (recent vs lifetime bill)."
     return X.assign(**churn_columns(X))
-
 
 # %% ../nbs/07_features.ipynb #7cf68165
 def ames_columns(
@@ -146,7 +128,6 @@ def ames_columns(
         "years_since_remodel": X["Year_Sold"] - X["Year_Remod_Add"],
     }
 
-
 # %% ../nbs/07_features.ipynb #f17d73f2
 def ames_features(
     X: pd.DataFrame,  # Ames rows
@@ -157,7 +138,6 @@ def ames_features(
 
 DOMAIN_FEATURES = {"churn": churn_features, "ames": ames_features}
 DOMAIN_COLUMNS = {churn_features: churn_columns, ames_features: ames_columns}  # the same features, for a dict of arrays
-
 
 # %% ../nbs/07_features.ipynb #292f3954
 def date_features(
@@ -176,7 +156,6 @@ def date_features(
         )
     return X
 
-
 # %% ../nbs/07_features.ipynb #554a45fe
 def text_features(
     X: pd.DataFrame,  # the rows
@@ -189,7 +168,6 @@ def text_features(
         X[f"{c}_chars"], X[f"{c}_words"] = text.str.len(), text.str.split().str.len()
     return X
 
-
 # %% ../nbs/07_features.ipynb #39d2a596
 def _lookup(values: pd.Series, table: pd.Series, default: float) -> np.ndarray:
     "`table[value]` for each value, as floats; `default` for a value (missing, or a category unseen in fit) or an entry absent from it."
@@ -201,7 +179,6 @@ def _lookup(values: pd.Series, table: pd.Series, default: float) -> np.ndarray:
         at = table.index.get_indexer(values)
         found = np.where(at >= 0, known[at], default)
     return np.where(np.isnan(found), default, found)
-
 
 # %% ../nbs/07_features.ipynb #503fe2e9
 class GroupStatsEncoder(TransformerMixin, BaseEstimator):
@@ -266,7 +243,6 @@ class GroupStatsEncoder(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         extra = [n for (g, v) in self.means_ for n in (f"{v}_vs_{g}_mean", f"{g}_freq")]
         return np.asarray(list(self.feature_names_in_) + list(dict.fromkeys(extra)), dtype=object)
-
 
 # %% ../nbs/07_features.ipynb #dba3bbfe
 def feature_steps(

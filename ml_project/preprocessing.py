@@ -22,16 +22,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .sections import FeaturesConfig, PreprocessingConfig
 
 # %% auto #0
-__all__ = [
-    "CATEGORICAL_DTYPES",
-    "IQRClipper",
-    "PandasOneHotEncoder",
-    "PandasOrdinalEncoder",
-    "numeric_steps",
-    "categorical_steps",
-    "build_preprocessor",
-]
-
+__all__ = ['CATEGORICAL_DTYPES', 'IQRClipper', 'PandasOneHotEncoder', 'PandasOrdinalEncoder', 'numeric_steps',
+           'categorical_steps', 'build_preprocessor']
 
 # %% ../nbs/06_preprocessing.ipynb #b4f3dc97
 class IQRClipper(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
@@ -62,7 +54,6 @@ class IQRClipper(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         tags.input_tags.allow_nan = True
         return tags
 
-
 # %% ../nbs/06_preprocessing.ipynb #859f9c83
 def _level_counts(column: pd.Series) -> tuple[dict, int]:
     "Rows per observed level, and rows missing; a pandas categorical is counted from its codes (no hashing)."
@@ -72,7 +63,6 @@ def _level_counts(column: pd.Series) -> tuple[dict, int]:
     counts = column.value_counts(dropna=False, sort=False)
     missing = counts.index.isna()
     return dict(zip(counts.index[~missing], counts[~missing].tolist())), int(counts[missing].sum())
-
 
 # %% ../nbs/06_preprocessing.ipynb #bc545943
 class PandasOneHotEncoder(TransformerMixin, BaseEstimator):
@@ -145,7 +135,6 @@ class PandasOneHotEncoder(TransformerMixin, BaseEstimator):
         tags.input_tags.allow_nan = tags.input_tags.categorical = tags.input_tags.string = True
         return tags
 
-
 # %% ../nbs/06_preprocessing.ipynb #3fee2145
 @patch
 def _slots(self: PandasOneHotEncoder):
@@ -202,7 +191,6 @@ def transform(self: PandasOneHotEncoder, X):
         out[rows[hit], target[hit]] = 1.0
     return out
 
-
 # %% ../nbs/06_preprocessing.ipynb #b749a04a
 @patch
 def _row_lookups(self: PandasOneHotEncoder) -> tuple[list[tuple[dict, float, float]], int]:
@@ -239,7 +227,6 @@ def transform_rows(self: PandasOneHotEncoder, columns: list[np.ndarray]) -> np.n
     out[rows, slots[rows, cols].astype(int)] = 1.0
     return out
 
-
 # %% ../nbs/06_preprocessing.ipynb #5dfbb53a
 class PandasOrdinalEncoder(OneToOneFeatureMixin, PandasOneHotEncoder):
     "`OrdinalEncoder(handle_unknown='use_encoded_value', unknown_value=-1)`'s output, computed from pandas category codes."
@@ -274,7 +261,6 @@ class PandasOrdinalEncoder(OneToOneFeatureMixin, PandasOneHotEncoder):
         "`transform` for a few rows, one array per input column, without building a DataFrame: the predictor's fast path."
         return self.row_slots(columns)
 
-
 # %% ../nbs/06_preprocessing.ipynb #63e50e48
 _SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler, "robust": RobustScaler}
 CATEGORICAL_DTYPES = ["category", "object", "string", "bool"]
@@ -296,7 +282,6 @@ def numeric_steps(
         steps.append(("scale", _SCALERS[cfg.scaling]()))
     return Pipeline(steps)
 
-
 # %% ../nbs/06_preprocessing.ipynb #18ce6de8
 def categorical_steps(
     cfg: PreprocessingConfig,  # the config's `preprocessing` section
@@ -316,7 +301,6 @@ def categorical_steps(
             ("encode", encode),
         ]
     )
-
 
 # %% ../nbs/06_preprocessing.ipynb #607de362
 def build_preprocessor(

@@ -29,23 +29,9 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = [
-    "log",
-    "MISSING_MARKERS",
-    "ColumnSpec",
-    "TableSchema",
-    "load_schema",
-    "infer_schema",
-    "to_pandera",
-    "check_csv",
-    "placeholders_as_missing",
-    "sniff_read_options",
-    "read_draft",
-    "draft_schema_yaml",
-    "draft_tuning_lines",
-    "draft_config_yaml",
-]
-
+__all__ = ['log', 'MISSING_MARKERS', 'ColumnSpec', 'TableSchema', 'load_schema', 'infer_schema', 'to_pandera', 'check_csv',
+           'placeholders_as_missing', 'sniff_read_options', 'read_draft', 'draft_schema_yaml', 'draft_tuning_lines',
+           'draft_config_yaml']
 
 # %% ../nbs/03_schema.ipynb #4abdf8ba
 class ColumnSpec(BaseModel):
@@ -62,7 +48,6 @@ class ColumnSpec(BaseModel):
     unique: bool = Field(False, description="Whether every value must differ (an id)")
     pii: bool = Field(False, description="Personal data: the prediction service hashes or drops it in its log")
 
-
 # %% ../nbs/03_schema.ipynb #8e850672
 class TableSchema(BaseModel):
     "Declared columns of a raw table; `strict` forbids undeclared columns."
@@ -70,7 +55,6 @@ class TableSchema(BaseModel):
     model_config = ConfigDict(extra="forbid")
     strict: bool = Field(True, description="Refuse columns the schema does not declare")
     columns: dict[str, ColumnSpec] = Field(description="Each column's rules, by name")
-
 
 # %% ../nbs/03_schema.ipynb #fcc22039
 def load_schema(
@@ -86,7 +70,6 @@ def load_schema(
     except ValidationError as e:
         problems = "; ".join(f"'{'.'.join(map(str, err['loc']))}': {err['msg']}" for err in e.errors())
         raise ConfigError(f"{path}: {problems}") from None
-
 
 # %% ../nbs/03_schema.ipynb #b14df931
 def infer_schema(
@@ -111,7 +94,6 @@ def infer_schema(
             spec = ColumnSpec(dtype="str", nullable=nullable)
         columns[str(name)] = spec
     return TableSchema(columns=columns)
-
 
 # %% ../nbs/03_schema.ipynb #e5edb450
 _PANDAS_TYPES = {"int": "int64", "float": "float64", "bool": "bool", "datetime": "datetime64[ns]"}
@@ -144,7 +126,6 @@ def to_pandera(
             coerce=dtype is not None,
         )
     return pa.DataFrameSchema(columns, strict=schema.strict)
-
 
 # %% ../nbs/03_schema.ipynb #22aabbec
 MISSING_MARKERS = ("?", "-", "--")  # placeholders read as missing, beside pandas' own (NA, N/A, null, NaN, None, empty)
@@ -201,7 +182,6 @@ def check_csv(
         raise RawDataError(f"{path} has a header ({len(header)} columns) but no rows")
     return header
 
-
 # %% ../nbs/03_schema.ipynb #1719bb09
 def placeholders_as_missing(
     frame: pd.DataFrame,  # a table as read
@@ -219,7 +199,6 @@ def placeholders_as_missing(
             frame[name] = numbers
             notes.append(f"column '{name}': {len(words)} placeholder value(s) {sorted(set(words))} read as missing")
     return frame, notes
-
 
 # %% ../nbs/03_schema.ipynb #2367659a
 def sniff_read_options(
@@ -241,7 +220,6 @@ def sniff_read_options(
         with contextlib.suppress(csv.Error):
             options["sep"] = csv.Sniffer().sniff("\n".join(lines), delimiters=";\t|").delimiter
     return options
-
 
 # %% ../nbs/03_schema.ipynb #1b606cc6
 def read_draft(
@@ -276,7 +254,6 @@ def read_draft(
                 )
     return frame, sniffed, notes
 
-
 # %% ../nbs/03_schema.ipynb #02275950
 def draft_schema_yaml(
     frame: pd.DataFrame,  # the data
@@ -303,7 +280,6 @@ def draft_schema_yaml(
             ).strip()
         )
     return "\n".join(lines) + "\n"
-
 
 # %% ../nbs/03_schema.ipynb #4b943bbb
 _ID_NAME = re.compile(r"^(id|rownames|row_?id|.*_id|id_.*)$", re.IGNORECASE)

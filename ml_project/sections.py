@@ -14,24 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # %% auto #0
-__all__ = [
-    "CLASSIFICATION_METRICS",
-    "REGRESSION_METRICS",
-    "lower_is_better",
-    "canonical_metric",
-    "ExperimentInfo",
-    "DataConfig",
-    "GroupStat",
-    "FeaturesConfig",
-    "PreprocessingConfig",
-    "SplitConfig",
-    "ModelConfig",
-    "EvaluationConfig",
-    "SearchParam",
-    "TuningConfig",
-    "MonitoringConfig",
-    "TrainingConfig",
-]
+__all__ = ['CLASSIFICATION_METRICS', 'REGRESSION_METRICS', 'lower_is_better', 'canonical_metric', 'ExperimentInfo', 'DataConfig',
+           'GroupStat', 'FeaturesConfig', 'PreprocessingConfig', 'SplitConfig', 'ModelConfig', 'EvaluationConfig',
+           'SearchParam', 'TuningConfig', 'MonitoringConfig', 'TrainingConfig']
 
 # %% ../nbs/01_sections.ipynb #5a7062ec
 # Metric names a config may use, mapped to scikit-learn scorer names. The seed's `auc` is ROC-AUC.
@@ -62,14 +47,12 @@ def lower_is_better(
     "True for losses and errors (log_loss, mse, rmse, mae, mape, rmsle)."
     return (CLASSIFICATION_METRICS.get(metric) or REGRESSION_METRICS.get(metric, "")).startswith("neg_")
 
-
 # %% ../nbs/01_sections.ipynb #d02b9f7d
 def canonical_metric(
     metric: str,  # a config's metric name
 ) -> str:
     "One name per metric: the seed's `auc` is `roc_auc`, the name the evaluation reports."
     return "roc_auc" if metric == "auc" else metric
-
 
 # %% ../nbs/01_sections.ipynb #f6e0606f
 class _Strict(BaseModel):
@@ -90,7 +73,6 @@ class ExperimentInfo(_Strict):
         None,
         description="What the problem's champion is chosen on, never on the test split (default: roc_auc for classification, rmse for regression); every config of a problem must agree",
     )
-
 
 # %% ../nbs/01_sections.ipynb #269b4ca3
 class DataConfig(_Strict):
@@ -126,14 +108,12 @@ class DataConfig(_Strict):
         default_factory=dict, description="Extra keyword arguments for pandas.read_csv"
     )
 
-
 # %% ../nbs/01_sections.ipynb #fee37216
 class GroupStat(_Strict):
     "A per-group statistic as a feature: the mean of `value` within each `group`, learned on the training fold."
 
     group: str = Field(description="The column whose levels form the groups (e.g. `contract`)")
     value: str = Field(description="The number column averaged within each group (e.g. `monthly_charges`)")
-
 
 # %% ../nbs/01_sections.ipynb #a794187f
 class FeaturesConfig(_Strict):
@@ -154,7 +134,6 @@ class FeaturesConfig(_Strict):
     text_columns: list[str] = Field(
         default_factory=list, description="Free text, replaced by its character and word counts"
     )
-
 
 # %% ../nbs/01_sections.ipynb #b0153f99
 class PreprocessingConfig(_Strict):
@@ -181,7 +160,6 @@ class PreprocessingConfig(_Strict):
         1.5, gt=0, description="How many interquartile ranges beyond the quartiles a value may lie"
     )
 
-
 # %% ../nbs/01_sections.ipynb #fb0c7349
 class SplitConfig(_Strict):
     "How the rows are split into train, validation and test: the sizes, and whether classes are stratified."
@@ -195,7 +173,6 @@ class SplitConfig(_Strict):
         if self.test_size + self.valid_size >= 0.9:
             raise ValueError("test_size + valid_size must leave at least 10% to train on")
         return self
-
 
 # %% ../nbs/01_sections.ipynb #a28d8ba4
 class ModelConfig(_Strict):
@@ -214,7 +191,6 @@ class ModelConfig(_Strict):
         "much as a common one in the fit (XGBoost: the same weights, i.e. scale_pos_weight = negatives / positives)",
     )
 
-
 # %% ../nbs/01_sections.ipynb #56192bba
 class EvaluationConfig(_Strict):
     "What the evaluation reports beyond the metric set: segments, the threshold rule, the worst predictions, permutation importance."
@@ -227,7 +203,6 @@ class EvaluationConfig(_Strict):
     )
     n_worst: int = Field(10, ge=1, description="How many of the worst predictions to list")
     permutation_repeats: int = Field(5, ge=1, description="Shuffles per column for permutation importance")
-
 
 # %% ../nbs/01_sections.ipynb #0a8706d4
 class SearchParam(_Strict):
@@ -246,7 +221,6 @@ class SearchParam(_Strict):
         if self.type != "categorical" and (self.low is None or self.high is None or self.low > self.high):
             raise ValueError(f"an {self.type} parameter needs low <= high")
         return self
-
 
 # %% ../nbs/01_sections.ipynb #72204412
 class TuningConfig(_Strict):
@@ -287,7 +261,6 @@ class TuningConfig(_Strict):
                 "ensemble blends the families of a cross-family search: list tuning.families, or remove ensemble"
             )
         return self
-
 
 # %% ../nbs/01_sections.ipynb #1dc6ea83
 class MonitoringConfig(_Strict):
@@ -331,7 +304,6 @@ class MonitoringConfig(_Strict):
         le=1,
         description="Service health: more than this share of the /predict requests in the log refused (422, 413)",
     )
-
 
 # %% ../nbs/01_sections.ipynb #fc15ad3b
 class TrainingConfig(_Strict):

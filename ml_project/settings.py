@@ -19,7 +19,7 @@ from typing import Literal
 from .errors import ConfigError
 
 # %% auto #0
-__all__ = ["SETTINGS_FILE", "SETTINGS_SECTION", "ENV_PREFIX", "find_root", "Settings", "get_settings"]
+__all__ = ['SETTINGS_FILE', 'SETTINGS_SECTION', 'ENV_PREFIX', 'find_root', 'Settings', 'get_settings']
 
 # %% ../nbs/00_settings.ipynb #4e2d5ad3
 SETTINGS_FILE = "settings.ini"
@@ -45,7 +45,6 @@ def find_root(
         f"No {SETTINGS_FILE} found in {here} or any folder above it; "
         f"run from inside the project or set {ENV_PREFIX}ROOT."
     )
-
 
 # %% ../nbs/00_settings.ipynb #9284e30b
 @dataclass(frozen=True)
@@ -104,7 +103,6 @@ class Settings:
         "`name` for outputs of this mode: fast-mode outputs sit beside careful ones (`name__fast`), never replacing them."
         return name + ("__fast" if self.fast else "")
 
-
 # %% ../nbs/00_settings.ipynb #f8026e8e
 def _coerce(name: str, raw: str, kind: type, root: Path, source: str):
     "Turn the text `raw` of setting `name` into `kind`, naming `source` on failure."
@@ -122,7 +120,6 @@ def _coerce(name: str, raw: str, kind: type, root: Path, source: str):
     if name == "mlflow_tracking_uri" and raw.startswith("sqlite:///") and not raw.startswith("sqlite:////"):
         return "sqlite:///" + str((root / raw[len("sqlite:///") :]).resolve())  # relative to the root, not the cwd
     return raw
-
 
 # %% ../nbs/00_settings.ipynb #88a81101
 _KINDS = {

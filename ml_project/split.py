@@ -29,22 +29,8 @@ from .settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = [
-    "log",
-    "target_classes",
-    "encode_target",
-    "features_and_target",
-    "stratify_on",
-    "cv_folds",
-    "check_split",
-    "sample_rows",
-    "split_data",
-    "write_processed",
-    "read_processed",
-    "Splits",
-    "load_splits",
-]
-
+__all__ = ['log', 'target_classes', 'encode_target', 'features_and_target', 'stratify_on', 'cv_folds', 'check_split',
+           'sample_rows', 'split_data', 'write_processed', 'read_processed', 'Splits', 'load_splits']
 
 # %% ../nbs/08_split.ipynb #82c3f47c
 def _plain(value):
@@ -72,7 +58,6 @@ def target_classes(
         levels = [level for level in levels if level != str(positive)] + [str(positive)]
     return [first_of[level] for level in levels]
 
-
 # %% ../nbs/08_split.ipynb #f7056ec7
 def encode_target(
     y: pd.Series,  # the target column as the data holds it
@@ -84,7 +69,6 @@ def encode_target(
         return y.astype(float)
     classes = target_classes(y, config) if classes is None else classes
     return y.astype(str).map({str(label): code for code, label in enumerate(classes)}).astype("int64").rename(y.name)
-
 
 # %% ../nbs/08_split.ipynb #9ded5ba0
 def features_and_target(
@@ -100,14 +84,12 @@ def features_and_target(
         raise DataValidationError(f"columns named in the config are not in the data: {absent}")
     return frame.drop(columns=drop), encode_target(frame[data.target], config, classes)
 
-
 # %% ../nbs/08_split.ipynb #d8941aa4
 def stratify_on(
     config: ExperimentConfig,  # the experiment config
 ) -> str | None:
     "The column to stratify the split on: the target of a classification config with `split.stratify`, else none."
     return config.data.target if config.split.stratify and config.data.task == "classification" else None
-
 
 # %% ../nbs/08_split.ipynb #b9f37ec2
 def cv_folds(
@@ -116,7 +98,6 @@ def cv_folds(
 ) -> int:
     "The config's folds, or fewer in fast mode."
     return min(config.training.cv_folds, settings.fast_cv_folds) if settings.fast else config.training.cv_folds
-
 
 # %% ../nbs/08_split.ipynb #36da01dd
 def check_split(
@@ -151,7 +132,6 @@ def check_split(
             "classes, add rows, or set split.stratify: false"
         )
 
-
 # %% ../nbs/08_split.ipynb #cbc91f19
 def sample_rows(
     frame: pd.DataFrame,  # the rows
@@ -165,7 +145,6 @@ def sample_rows(
     strata = frame[target] if target is not None else None
     sample, _ = train_test_split(frame, train_size=n, stratify=strata, random_state=seed)
     return sample.sort_index()
-
 
 # %% ../nbs/08_split.ipynb #aa0de568
 def split_data(
@@ -187,7 +166,6 @@ def split_data(
         stratify=rest[target] if target is not None else None,
     )
     return {"train": train, "valid": valid, "test": test}
-
 
 # %% ../nbs/08_split.ipynb #da0c39b3
 def write_processed(
@@ -222,7 +200,6 @@ def write_processed(
     path.write_text(json.dumps(manifest, indent=2))
     return path
 
-
 # %% ../nbs/08_split.ipynb #8767e1b0
 def read_processed(
     config: ExperimentConfig,  # the experiment
@@ -231,7 +208,6 @@ def read_processed(
 ) -> pd.DataFrame:
     "One split written by `write_processed`."
     return pd.read_parquet(settings.processed_dir / settings.for_mode(config.experiment.name) / f"{split}.parquet")
-
 
 # %% ../nbs/08_split.ipynb #c690532d
 @dataclass
@@ -254,7 +230,6 @@ class Splits:
     def row_labels(self) -> dict[str, list]:
         "Each split's row labels in the validated table: what a saved model records to find its rows again."
         return {name: X.index.tolist() for name, X in self.X.items()}
-
 
 # %% ../nbs/08_split.ipynb #dddca63b
 def load_splits(

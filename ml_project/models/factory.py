@@ -27,16 +27,8 @@ from ..preprocessing import build_preprocessor
 from ..sections import ModelConfig
 
 # %% auto #0
-__all__ = [
-    "ESTIMATORS",
-    "PARALLEL",
-    "EarlyStoppingXGBClassifier",
-    "EarlyStoppingXGBRegressor",
-    "build_estimator",
-    "build_pipeline",
-    "single_threaded_prediction",
-    "ensemble_pipeline",
-]
+__all__ = ['ESTIMATORS', 'PARALLEL', 'EarlyStoppingXGBClassifier', 'EarlyStoppingXGBRegressor', 'build_estimator',
+           'build_pipeline', 'single_threaded_prediction', 'ensemble_pipeline']
 
 # %% ../../nbs/11_models.factory.ipynb #4e4be751
 _MULTICLASS_METRICS = {"logloss": "mlogloss", "error": "merror"}  # a two-class eval_metric's twin for more classes
@@ -90,7 +82,6 @@ class EarlyStoppingXGBClassifier(_HoldOutForEarlyStopping, XGBClassifier):
         super().__init__(**kwargs)
         self.validation_fraction, self.class_weight = validation_fraction, class_weight
 
-
 # %% ../../nbs/11_models.factory.ipynb #a09beee7
 class EarlyStoppingXGBRegressor(_HoldOutForEarlyStopping, XGBRegressor):
     "`XGBRegressor` that early-stops on a held-out `validation_fraction` of its training rows."
@@ -103,7 +94,6 @@ class EarlyStoppingXGBRegressor(_HoldOutForEarlyStopping, XGBRegressor):
     ):
         super().__init__(**kwargs)
         self.validation_fraction = validation_fraction
-
 
 # %% ../../nbs/11_models.factory.ipynb #ce6b0517
 ESTIMATORS = {
@@ -164,7 +154,6 @@ def build_estimator(
         estimator = TransformedTargetRegressor(estimator, func=np.log1p, inverse_func=np.expm1, check_inverse=False)
     return estimator
 
-
 # %% ../../nbs/11_models.factory.ipynb #ccc35a5d
 def build_pipeline(
     config: ExperimentConfig,  # the experiment
@@ -184,7 +173,6 @@ def build_pipeline(
         ]
     )
 
-
 # %% ../../nbs/11_models.factory.ipynb #0950866e
 def single_threaded_prediction(
     model,  # a fitted pipeline, a target-transforming wrapper or an estimator
@@ -199,7 +187,6 @@ def single_threaded_prediction(
     ):
         single_threaded_prediction(member)  # a blend's members
     return model
-
 
 # %% ../../nbs/11_models.factory.ipynb #c8a59358
 def _members(config: ExperimentConfig) -> list[tuple[str, float, ExperimentConfig]]:

@@ -22,8 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ["MLPModule", "pick_device", "EpochProgressBar", "MLPClassifier", "MLPRegressor"]
-
+__all__ = ['MLPModule', 'pick_device', 'EpochProgressBar', 'MLPClassifier', 'MLPRegressor']
 
 # %% ../../nbs/10_models.neural.ipynb #6c9c83e0
 class MLPModule(nn.Module):
@@ -47,7 +46,6 @@ class MLPModule(nn.Module):
     def forward(self, X):
         return self.layers(X)
 
-
 # %% ../../nbs/10_models.neural.ipynb #6e24f961
 def pick_device(
     device: str = "auto",  # `auto`, `cpu`, `cuda` or any torch device name
@@ -56,7 +54,6 @@ def pick_device(
     if device != "auto":
         return device
     return "cuda" if torch.cuda.is_available() else "cpu"
-
 
 # %% ../../nbs/10_models.neural.ipynb #ef5d6e68
 class EpochProgressBar(Callback):
@@ -74,11 +71,9 @@ class EpochProgressBar(Callback):
         self.bar_.close()
         del self.bar_  # a bar holds its output stream, which cannot be pickled with the model
 
-
 # %% ../../nbs/10_models.neural.ipynb #e23f3014
 def _quiet(*args, **kwargs):
     "A sink for skorch's messages (picklable, unlike a lambda)."
-
 
 # %% ../../nbs/10_models.neural.ipynb #b0ad3831
 _SCHEDULES = {
@@ -176,7 +171,6 @@ class _TabularMLP(BaseEstimator):
         check_is_fitted(self)
         return validate_data(self, X, dtype=np.float32, reset=reset)
 
-
 # %% ../../nbs/10_models.neural.ipynb #5cc50446
 class MLPClassifier(ClassifierMixin, _TabularMLP):
     "A PyTorch MLP classifier (cross-entropy loss, AdamW) with early stopping, LR schedule and gradient clipping."
@@ -208,7 +202,6 @@ class MLPClassifier(ClassifierMixin, _TabularMLP):
     def predict(self, X):
         proba = self.predict_proba(X)
         return self.classes_[proba.argmax(axis=1)]
-
 
 # %% ../../nbs/10_models.neural.ipynb #337244ce
 class MLPRegressor(RegressorMixin, _TabularMLP):

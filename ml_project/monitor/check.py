@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import ExperimentConfig
+from ..errors import InputError
 from ml_project.monitor.drift import (
     DRIFT_SHARE,
     _metric_function,
@@ -35,9 +37,6 @@ from ml_project.monitor.report import (
     logged_rows,
     monitor_rows,
 )
-
-from ..config import ExperimentConfig
-from ..errors import InputError
 from ..sections import MonitoringConfig
 from ..serve.log import read_prediction_log
 from ..settings import Settings
@@ -45,16 +44,7 @@ from ..train.registry import fetch_model
 from ..train.tracking import tracked_run
 
 # %% auto #0
-__all__ = [
-    "over_time",
-    "distribution_plots",
-    "time_plot",
-    "write_monitoring_report",
-    "log_report",
-    "MonitorRun",
-    "monitor_model",
-]
-
+__all__ = ['over_time', 'distribution_plots', 'time_plot', 'write_monitoring_report', 'log_report', 'MonitorRun', 'monitor_model']
 
 # %% ../../nbs/52_monitor.check.ipynb #b043570b
 def _windows(current: pd.DataFrame, windows: int) -> tuple[pd.Series, object]:
@@ -121,7 +111,6 @@ def over_time(
         ]
     )
 
-
 # %% ../../nbs/52_monitor.check.ipynb #45ab4746
 def _png(figure) -> str:
     import base64
@@ -179,7 +168,6 @@ def distribution_plots(
     figure.tight_layout()
     return figure
 
-
 # %% ../../nbs/52_monitor.check.ipynb #601b2da9
 def time_plot(
     history: pd.DataFrame,  # `over_time`'s table
@@ -218,7 +206,6 @@ def time_plot(
         ax.tick_params(axis="x", rotation=45)
     figure.tight_layout()
     return figure
-
 
 # %% ../../nbs/52_monitor.check.ipynb #af169cc2
 def write_monitoring_report(
@@ -260,7 +247,6 @@ of the inputs drifted (alert at {report.drift.drift_share:.0%}).</p>
     (folder / "report.html").write_text(page)
     return folder / "report.html", folder / "summary.json"
 
-
 # %% ../../nbs/52_monitor.check.ipynb #77d26f33
 def log_report(
     report: MonitoringReport,  # the monitoring report
@@ -298,7 +284,6 @@ def log_report(
             mlflow.log_artifact(str(f), "monitoring")
     return run.info.run_id
 
-
 # %% ../../nbs/52_monitor.check.ipynb #df5e384e
 @dataclass
 class MonitorRun:
@@ -324,7 +309,6 @@ def _monitored_rows(
         raise InputError(f"--input {input}: no such file")
     rows = pd.read_parquet(input) if input.suffix == ".parquet" else pd.read_csv(input)
     return rows.tail(last) if last else rows
-
 
 # %% ../../nbs/52_monitor.check.ipynb #6e159f4d
 def monitor_model(

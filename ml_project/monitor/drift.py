@@ -20,29 +20,9 @@ from ..errors import ConfigError, InputError
 from ..sections import MonitoringConfig
 
 # %% auto #0
-__all__ = [
-    "SMALL_REFERENCE",
-    "P_VALUE",
-    "DISTANCE",
-    "DRIFT_SHARE",
-    "MISSING_INCREASE",
-    "OUT_OF_RANGE",
-    "NEW_CATEGORIES",
-    "MAX_DROP",
-    "column_kind",
-    "as_levels",
-    "level_counts",
-    "psi",
-    "ColumnDrift",
-    "column_drift",
-    "TableDrift",
-    "table_drift",
-    "data_quality",
-    "metric_interval",
-    "decayed",
-    "served_rows",
-    "service_health",
-]
+__all__ = ['SMALL_REFERENCE', 'P_VALUE', 'DISTANCE', 'DRIFT_SHARE', 'MISSING_INCREASE', 'OUT_OF_RANGE', 'NEW_CATEGORIES',
+           'MAX_DROP', 'column_kind', 'as_levels', 'level_counts', 'psi', 'ColumnDrift', 'column_drift', 'TableDrift',
+           'table_drift', 'data_quality', 'metric_interval', 'decayed', 'served_rows', 'service_health']
 
 # %% ../../nbs/50_monitor.drift.ipynb #379f7f06
 SMALL_REFERENCE = 1000  # Evidently's boundary: at or below it, tests with p-values; above, distances with thresholds
@@ -56,7 +36,6 @@ def column_kind(
     numeric = pd.api.types.is_numeric_dtype(reference) and not pd.api.types.is_bool_dtype(reference)
     return "numeric" if numeric and reference.nunique(dropna=True) > 5 else "categorical"
 
-
 # %% ../../nbs/50_monitor.drift.ipynb #79ddcac9
 def as_levels(
     values: pd.Series,  # a column's values
@@ -67,7 +46,6 @@ def as_levels(
         return values.astype(str)
     as_number = pd.to_numeric(values, errors="coerce")
     return as_number.astype(float).astype(str).where(as_number.notna(), values.astype(str))
-
 
 # %% ../../nbs/50_monitor.drift.ipynb #005e0091
 def level_counts(
@@ -80,7 +58,6 @@ def level_counts(
     if levels.is_unique:
         return pd.Series(counts.to_numpy(), index=levels.to_numpy())
     return counts.groupby(levels.to_numpy()).sum()  # e.g. 1 and 1.0, or 1 and "1": one level
-
 
 # %% ../../nbs/50_monitor.drift.ipynb #2a9ee0c6
 def _shares(reference: pd.Series, current: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
@@ -109,7 +86,6 @@ def psi(
     expected, actual = np.clip(expected, 1e-4, None), np.clip(actual, 1e-4, None)
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
-
 # %% ../../nbs/50_monitor.drift.ipynb #0db681f0
 @dataclass
 class ColumnDrift:
@@ -124,7 +100,6 @@ class ColumnDrift:
     effect: float  # PSI for numbers, Jensen–Shannon distance for categories
     reference_rows: int  # rows in the reference
     current_rows: int  # rows now
-
 
 # %% ../../nbs/50_monitor.drift.ipynb #145055e5
 def _numeric_drift(
@@ -188,7 +163,6 @@ def column_drift(
         return _numeric_drift(name, reference, current, small, p_value, distance_threshold)
     return _category_drift(name, kind, reference, current, small, p_value, distance_threshold)
 
-
 # %% ../../nbs/50_monitor.drift.ipynb #ce618873
 DRIFT_SHARE = MonitoringConfig().drift_share
 
@@ -205,7 +179,6 @@ class TableDrift:
     @property
     def drifted_columns(self) -> list[str]:
         return self.columns.loc[self.columns["drifted"], "column"].tolist()
-
 
 # %% ../../nbs/50_monitor.drift.ipynb #38f398e0
 def table_drift(
@@ -228,7 +201,6 @@ def table_drift(
     table = pd.DataFrame(rows)
     share = float(table["drifted"].mean()) if len(table) else 0.0
     return TableDrift(table, share, drift_share, share >= drift_share)
-
 
 # %% ../../nbs/50_monitor.drift.ipynb #254d04fc
 _defaults = MonitoringConfig()
@@ -278,7 +250,6 @@ def data_quality(
         ]
         rows.append(row)
     return pd.DataFrame(rows)
-
 
 # %% ../../nbs/50_monitor.drift.ipynb #004dd199
 MAX_DROP = MonitoringConfig().max_drop
@@ -333,7 +304,6 @@ def metric_interval(
     )
     return value, float(result.confidence_interval.low), float(result.confidence_interval.high)
 
-
 # %% ../../nbs/50_monitor.drift.ipynb #e12c284c
 def decayed(
     reference: float,  # the metric on validation, when the model was trained
@@ -349,14 +319,12 @@ def decayed(
         return value - reference > max_drop and low > reference
     return reference - value > max_drop and high < reference
 
-
 # %% ../../nbs/50_monitor.drift.ipynb #adea37ab
 def served_rows(
     records: pd.DataFrame,  # the prediction log's records
 ) -> pd.DataFrame:
     "The records of answered requests (status 200): refused requests carry no inputs or predictions."
     return records[records["status"] == 200] if "status" in records else records
-
 
 # %% ../../nbs/50_monitor.drift.ipynb #6bb36750
 def service_health(

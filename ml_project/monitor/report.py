@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
 from ml_project.monitor.drift import (
     TableDrift,
     data_quality,
@@ -25,22 +26,12 @@ from ml_project.monitor.drift import (
     service_health,
     table_drift,
 )
-
-from ..errors import InputError
 from ..sections import MonitoringConfig
 from ..serve.log import read_prediction_log
 from ..settings import Settings
 
 # %% auto #0
-__all__ = [
-    "Thresholds",
-    "MonitoringReport",
-    "load_reference",
-    "worth_an_alert",
-    "monitor_rows",
-    "logged_rows",
-    "join_labels",
-]
+__all__ = ['Thresholds', 'MonitoringReport', 'load_reference', 'worth_an_alert', 'monitor_rows', 'logged_rows', 'join_labels']
 
 # %% ../../nbs/51_monitor.report.ipynb #1eac82fa
 Thresholds = MonitoringConfig  # the config's `monitoring:` section, validated with the rest of the config
@@ -89,7 +80,6 @@ class MonitoringReport:
             "health": self.health,
         }
 
-
 # %% ../../nbs/51_monitor.report.ipynb #122361ba
 def load_reference(
     folder: Path,  # the model's folder
@@ -101,7 +91,6 @@ def load_reference(
             "existed; train it again (`ml-project train -c <config>`)"
         )
     return pd.read_parquet(folder / "reference.parquet"), json.loads((folder / "reference.json").read_text())
-
 
 # %% ../../nbs/51_monitor.report.ipynb #7b8224df
 def _current_predictions(current: pd.DataFrame) -> pd.DataFrame:
@@ -135,7 +124,6 @@ def worth_an_alert(
 ) -> list[str]:
     "Columns that drifted by their test and moved enough to matter: effect size (PSI, Jensen–Shannon) at or above `feature_effect`."
     return columns.loc[columns["drifted"] & (columns["effect"] >= thresholds.feature_effect), "column"].tolist()
-
 
 # %% ../../nbs/51_monitor.report.ipynb #38e0ba1d
 def _served_inputs(
@@ -261,7 +249,6 @@ def monitor_rows(
         thresholds=thresholds,
     )
 
-
 # %% ../../nbs/51_monitor.report.ipynb #385546b7
 def logged_rows(
     settings: Settings,  # where the prediction log is
@@ -293,7 +280,6 @@ def logged_rows(
     if last is not None:
         rows = rows.tail(last)
     return rows.reset_index(drop=True)
-
 
 # %% ../../nbs/51_monitor.report.ipynb #e4ea41e2
 def join_labels(

@@ -18,13 +18,13 @@ import pandas as pd
 
 from ..config import ExperimentConfig
 from ..data import load_dataset
+from .report import MonitoringReport
 from ..settings import Settings
 from ..train.experiment import TrainResult, run_experiment
 from ..train.files import problem_name
-from .report import MonitoringReport
 
 # %% auto #0
-__all__ = ["RETRAIN_ON", "retrain_reasons", "retraining_config", "RetrainPlan", "retrain_plan", "retrain"]
+__all__ = ['RETRAIN_ON', 'retrain_reasons', 'retraining_config', 'RetrainPlan', 'retrain_plan', 'retrain']
 
 # %% ../../nbs/53_monitor.retrain.ipynb #407f220b
 RETRAIN_ON = (
@@ -40,7 +40,6 @@ def retrain_reasons(
 ) -> list[str]:
     "The report's alerts that call for retraining: drift of the inputs or predictions, or performance decay."
     return [a for a in report.alerts if a.startswith(RETRAIN_ON)]
-
 
 # %% ../../nbs/53_monitor.retrain.ipynb #dee745ea
 def retraining_config(
@@ -81,7 +80,6 @@ def retraining_config(
         }
     )
 
-
 # %% ../../nbs/53_monitor.retrain.ipynb #372dce40
 @dataclass
 class RetrainPlan:
@@ -116,7 +114,6 @@ def retrain_plan(
     base = config or ExperimentConfig.model_validate(metadata["config"])
     labelled = 0 if labels is None else int(labels.notna().sum())
     return RetrainPlan(reasons, retraining_config(base, settings, rows, labels), labelled)
-
 
 # %% ../../nbs/53_monitor.retrain.ipynb #21acc566
 def retrain(

@@ -19,23 +19,12 @@ from optuna.trial import TrialState
 
 from ..config import ExperimentConfig, family_configs, with_model_params
 from ..errors import ConfigError
-from ..settings import Settings
 from .space import ROUND_STEP, decode_params, objective
+from ..settings import Settings
 
 # %% auto #0
-__all__ = [
-    "PRIOR_COST",
-    "FLOOR",
-    "fold_scores",
-    "time_shares",
-    "time_spent",
-    "FamilyChooser",
-    "FamilyPruner",
-    "family_objective",
-    "winning_config",
-    "family_summary",
-    "check_study_families",
-]
+__all__ = ['PRIOR_COST', 'FLOOR', 'fold_scores', 'time_shares', 'time_spent', 'FamilyChooser', 'FamilyPruner', 'family_objective',
+           'winning_config', 'family_summary', 'check_study_families']
 
 # %% ../../nbs/31_search.families.ipynb #cb0094a6
 PRIOR_COST = {
@@ -55,7 +44,6 @@ def fold_scores(
     means = [v for step, v in sorted(trial.intermediate_values.items()) if step % ROUND_STEP == ROUND_STEP - 1]
     totals = np.asarray(means) * np.arange(1, len(means) + 1)
     return np.diff(totals, prepend=0.0)
-
 
 # %% ../../nbs/31_search.families.ipynb #94b9c2a9
 def time_shares(
@@ -78,7 +66,6 @@ def time_shares(
     floored = {family: max(p / sum(promise.values()), FLOOR) for family, p in promise.items()}
     return {family: share / sum(floored.values()) for family, share in floored.items()}
 
-
 # %% ../../nbs/31_search.families.ipynb #32483934
 def time_spent(
     trials: list[optuna.trial.FrozenTrial],  # the study's trials so far
@@ -91,7 +78,6 @@ def time_spent(
         end = t.datetime_complete or (now if t.state == TrialState.RUNNING else t.datetime_start)
         spent[t.params["family"]] = spent.get(t.params["family"], 0.0) + (end - t.datetime_start).total_seconds()
     return spent
-
 
 # %% ../../nbs/31_search.families.ipynb #6f36faed
 class FamilyChooser(optuna.samplers.BaseSampler):
@@ -144,7 +130,6 @@ class FamilyChooser(optuna.samplers.BaseSampler):
     def __repr__(self):
         return f"FamilyChooser(time shared by promise, then {self.sampler!r})"
 
-
 # %% ../../nbs/31_search.families.ipynb #6c790adb
 class _FamilyView:
     "The study as a pruner sees it: only the trials of one family."
@@ -180,7 +165,6 @@ class FamilyPruner(optuna.pruners.BasePruner):
         "Whether `trial` trails its own family as the config's pruner judges."
         return self.pruner.prune(_FamilyView(study, trial.params.get("family")), trial)
 
-
 # %% ../../nbs/31_search.families.ipynb #38bb8705
 def family_objective(
     config: ExperimentConfig,  # the search config
@@ -197,7 +181,6 @@ def family_objective(
     }
     return lambda trial: score[trial.suggest_categorical("family", list(families))](trial)
 
-
 # %% ../../nbs/31_search.families.ipynb #83e2da32
 def winning_config(
     config: ExperimentConfig,  # the search config
@@ -210,7 +193,6 @@ def winning_config(
     prefix = f"{best.params['family']}."
     drawn = {name.removeprefix(prefix): value for name, value in best.params.items() if name.startswith(prefix)}
     return with_model_params(family, {**family.model.params, **decode_params(drawn, family.tuning.search_space)})
-
 
 # %% ../../nbs/31_search.families.ipynb #5a82c7cc
 def family_summary(
@@ -246,7 +228,6 @@ def family_summary(
         }
     )
     return table.rename_axis(None).sort_values("best", ascending=not maximise)
-
 
 # %% ../../nbs/31_search.families.ipynb #3afd0d51
 def check_study_families(

@@ -33,25 +33,9 @@ from ..train.training import cv_splitter, fast_caps, scorers
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = [
-    "log",
-    "ROUND_STEP",
-    "REFIT_ROUNDS",
-    "TRIAL_GATE",
-    "OOF",
-    "suggest_params",
-    "decode_params",
-    "tuning_metric",
-    "round_callbacks",
-    "fitted_rounds",
-    "refit_rounds",
-    "objective",
-    "fold_predictions",
-    "out_of_fold",
-    "keep_if_leading",
-    "refit_config",
-]
-
+__all__ = ['log', 'ROUND_STEP', 'REFIT_ROUNDS', 'TRIAL_GATE', 'OOF', 'suggest_params', 'decode_params', 'tuning_metric',
+           'round_callbacks', 'fitted_rounds', 'refit_rounds', 'objective', 'fold_predictions', 'out_of_fold',
+           'keep_if_leading', 'refit_config']
 
 # %% ../../nbs/30_search.space.ipynb #92908f31
 def _labels(p: SearchParam) -> list:
@@ -76,7 +60,6 @@ def suggest_params(
             params[name] = trial.suggest_float(key, p.low, p.high, log=p.log)
     return params
 
-
 # %% ../../nbs/30_search.space.ipynb #ddf32665
 def decode_params(
     params: dict,  # a trial's `params`
@@ -90,7 +73,6 @@ def decode_params(
 
     return {name: value(name, v) for name, v in params.items()}
 
-
 # %% ../../nbs/30_search.space.ipynb #4e982dad
 def tuning_metric(
     config: ExperimentConfig,  # the experiment
@@ -98,12 +80,10 @@ def tuning_metric(
     "What the search optimises: `tuning.metric`, else the config's primary metric."
     return config.tuning.metric or config.primary_metric
 
-
 # %% ../../nbs/30_search.space.ipynb #89326071
 ROUND_STEP = (
     10_000  # intermediate steps: fold · ROUND_STEP + boosting round (or epoch); a fold's CV score at its last step
 )
-
 
 # %% ../../nbs/30_search.space.ipynb #94afa629
 class _Reporter:
@@ -151,7 +131,6 @@ def round_callbacks(
         return {"callbacks": [SkorchReporter(trial, fold, maximise)]}
     return {}
 
-
 # %% ../../nbs/30_search.space.ipynb #41d254ac
 REFIT_ROUNDS = "refit_rounds"  # the trial's user attribute: the boosting rounds its refit trains
 
@@ -174,7 +153,6 @@ def fitted_rounds(
     except AttributeError:
         return None  # XGBoost defines it only when early stopping ran
 
-
 # %% ../../nbs/30_search.space.ipynb #85889afe
 def refit_rounds(
     rounds: list[int],  # each fold's kept rounds
@@ -186,11 +164,9 @@ def refit_rounds(
     fold_rows = n_rows * (n_folds - 1) / n_folds * (1 - validation_fraction)
     return max(1, round(float(np.mean(rounds)) * n_rows / fold_rows))
 
-
 # %% ../../nbs/30_search.space.ipynb #da28fa82
 def _worker_id(pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{pid or os.getpid()}"  # this process, or `pid` on this host
-
 
 # %% ../../nbs/30_search.space.ipynb #23796e40
 TRIAL_GATE = "ML_PROJECT_TRIAL_GATE"  # a file: while it exists, every trial after the first waits (tests stop a search at a known point)
@@ -254,7 +230,6 @@ def objective(
 
     return run
 
-
 # %% ../../nbs/30_search.space.ipynb #11b8f76e
 OOF = "oof_predictions"  # the trial's user attribute: its out-of-fold predictions, kept while it leads its family
 
@@ -279,7 +254,6 @@ def out_of_fold(
         out[held] = predictions[fold]
     return out
 
-
 # %% ../../nbs/30_search.space.ipynb #167e3fb4
 def keep_if_leading(
     trial: optuna.Trial,  # the trial that has just scored
@@ -297,7 +271,6 @@ def keep_if_leading(
     if rivals and (value < max(rivals) if maximise else value > min(rivals)):
         return
     trial.set_user_attr(OOF, np.round(predictions, 6).tolist())  # six digits: ample for a score, a third of the storage
-
 
 # %% ../../nbs/30_search.space.ipynb #477584da
 def refit_config(

@@ -23,39 +23,25 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from ..config import ExperimentConfig
+from ..errors import ConfigError, interrupted
 from ml_project.search.families import (
     FamilyChooser,
     FamilyPruner,
     family_objective,
 )
-
-from ..config import ExperimentConfig
-from ..errors import ConfigError, interrupted
+from .space import ROUND_STEP, objective, tuning_metric
 from ..sections import lower_is_better
 from ..settings import Settings
 from ..split import load_splits
 from ..train.tracking import _alive
-from .space import ROUND_STEP, objective, tuning_metric
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = [
-    "log",
-    "HEARTBEAT_SECONDS",
-    "PerTrialSeed",
-    "make_sampler",
-    "make_pruner",
-    "default_storage",
-    "make_storage",
-    "study_name",
-    "open_study",
-    "fail_orphaned_trials",
-    "TrialLogger",
-    "trial_budget",
-    "prepare_worker",
-    "run_trials",
-]
+__all__ = ['log', 'HEARTBEAT_SECONDS', 'PerTrialSeed', 'make_sampler', 'make_pruner', 'default_storage', 'make_storage',
+           'study_name', 'open_study', 'fail_orphaned_trials', 'TrialLogger', 'trial_budget', 'prepare_worker',
+           'run_trials']
 
 # %% ../../nbs/33_search.study.ipynb #d12f0b7f
 HEARTBEAT_SECONDS = 10  # RDB storages: a trial whose worker stops beating for 3 intervals is marked failed
@@ -96,7 +82,6 @@ class PerTrialSeed(optuna.samplers.BaseSampler):
     def __repr__(self):
         return f"{self.sampler_class.__name__}(seed={self.seed} + trial number)"
 
-
 # %% ../../nbs/33_search.study.ipynb #297b0938
 def make_sampler(
     config: ExperimentConfig,  # gives `tuning.sampler`
@@ -110,7 +95,6 @@ def make_sampler(
         return sampler
 
     return FamilyChooser(config, sampler)
-
 
 # %% ../../nbs/33_search.study.ipynb #9a849669
 def make_pruner(
@@ -128,7 +112,6 @@ def make_pruner(
 
     return FamilyPruner(pruner)
 
-
 # %% ../../nbs/33_search.study.ipynb #5e957843
 def default_storage(
     settings: Settings,  # where `runs/` is
@@ -138,7 +121,6 @@ def default_storage(
         return settings.optuna_storage
     settings.runs_dir.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{settings.runs_dir / 'optuna.db'}"
-
 
 # %% ../../nbs/33_search.study.ipynb #8a21ec01
 def make_storage(
@@ -185,7 +167,6 @@ def _write_ahead(engine):
 
     engine.dispose()  # the connections opened while the tables were checked get the pragmas on their next use
 
-
 # %% ../../nbs/33_search.study.ipynb #71709991
 def study_name(
     config: ExperimentConfig,  # the experiment
@@ -193,7 +174,6 @@ def study_name(
 ) -> str:
     "The Optuna study of a config in this mode (`churn_xgboost`, or `churn_xgboost__fast`): resuming finds it by this name."
     return settings.for_mode(config.experiment.name)
-
 
 # %% ../../nbs/33_search.study.ipynb #1716958c
 def open_study(
@@ -218,7 +198,6 @@ def open_study(
         load_if_exists=True,
     )
 
-
 # %% ../../nbs/33_search.study.ipynb #b5bbfc19
 def fail_orphaned_trials(
     study: optuna.Study,  # the study to clean up
@@ -238,7 +217,6 @@ def fail_orphaned_trials(
             storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
             failed.append(trial.number)
     return failed
-
 
 # %% ../../nbs/33_search.study.ipynb #a11b68f1
 _RUN_STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialState.FAIL: "FAILED"}
@@ -283,14 +261,12 @@ class TrialLogger:
         client.log_batch(run.info.run_id, metrics=metrics, params=[Param(k, str(v)) for k, v in trial.params.items()])
         client.set_terminated(run.info.run_id, _RUN_STATUS.get(trial.state, "FAILED"))
 
-
 # %% ../../nbs/33_search.study.ipynb #b6825790
 def trial_budget(
     n_trials: int | None,  # trials to start in all
 ):
     "A count of trials still to start, shared by worker processes (None: no limit)."
     return None if n_trials is None else multiprocessing.get_context("spawn").Value("i", n_trials)
-
 
 # %% ../../nbs/33_search.study.ipynb #495f9b0d
 def _take_one(budget) -> bool:
@@ -301,7 +277,6 @@ def _take_one(budget) -> bool:
             return False
         budget.value -= 1
         return True
-
 
 # %% ../../nbs/33_search.study.ipynb #35d484e6
 def prepare_worker(
@@ -355,7 +330,6 @@ def run_trials(
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)  # a notebook kernel keeps its own handler
 
-
 # %% ../../nbs/33_search.study.ipynb #c7d5d0dc
 def _stop_with_parent(parent: int):
     "SIGTERM this worker when the command that started it (`parent`) dies, however it dies: from the kernel (Linux), else a watcher."
@@ -371,7 +345,6 @@ def _stop_with_parent(parent: int):
         os.kill(os.getpid(), signal.SIGTERM)  # orphaned: stop as on Ctrl-C, marking the running trial failed
 
     threading.Thread(target=watch, daemon=True).start()
-
 
 # %% ../../nbs/33_search.study.ipynb #a1cc1e7c
 def _worker(config, settings, storage, budget, timeout, start_line, n_threads, parent: int):

@@ -23,27 +23,25 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from ..config import ExperimentConfig, config_path, with_model_params
+from .blend import ensemble_config
 from ml_project.search.families import (
     check_study_families,
     family_summary,
     winning_config,
 )
-
-from ..config import ExperimentConfig, config_path, with_model_params
+from .space import _worker_id, decode_params, refit_config, tuning_metric
+from .study import _worker, default_storage, fail_orphaned_trials, open_study, run_trials, trial_budget
 from ..settings import Settings
 from ..split import load_splits
 from ..train.experiment import TrainResult, run_experiment
 from ..train.files import problem_name
 from ..train.tracking import tracked_run
-from .blend import ensemble_config
-from .space import _worker_id, decode_params, refit_config, tuning_metric
-from .study import _worker, default_storage, fail_orphaned_trials, open_study, run_trials, trial_budget
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ["log", "study_plots", "tuned_dir", "refit_best", "ProgressBar", "TuneResult", "tune", "tune_summary"]
-
+__all__ = ['log', 'study_plots', 'tuned_dir', 'refit_best', 'ProgressBar', 'TuneResult', 'tune', 'tune_summary']
 
 # %% ../../nbs/34_search.tune.ipynb #f2c2c858
 def study_plots(
@@ -78,7 +76,6 @@ def study_plots(
         files.append(folder / f"{name}.png")
     return files
 
-
 # %% ../../nbs/34_search.tune.ipynb #847f9f44
 def tuned_dir(
     config: ExperimentConfig,  # the experiment
@@ -86,7 +83,6 @@ def tuned_dir(
 ) -> Path:
     "Where a study's refit is saved: `models/tuned/<experiment>` (fast mode: `<experiment>__fast`), apart from the trained model."
     return settings.models_dir / "tuned" / settings.for_mode(config.experiment.name)
-
 
 # %% ../../nbs/34_search.tune.ipynb #2946c417
 def refit_best(
@@ -123,7 +119,6 @@ def refit_best(
         client.set_registered_model_alias(*result.registered[:1], "challenger", result.registered[1])
     return result
 
-
 # %% ../../nbs/34_search.tune.ipynb #c8c1bda7
 class ProgressBar:
     "An Optuna callback: a progress bar of the study's finished trials and the best value so far."
@@ -146,7 +141,6 @@ class ProgressBar:
             pass  # no finished trial yet
         self.bar.refresh()
 
-
 # %% ../../nbs/34_search.tune.ipynb #9bf62872
 @dataclass
 class TuneResult:
@@ -161,13 +155,11 @@ class TuneResult:
     seconds: float = 0.0  # the search's time
     added: dict[str, int] = field(default_factory=dict)  # trials this run added, by state
 
-
 # %% ../../nbs/34_search.tune.ipynb #e9f3bf18
 def _redacted(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return url if url.startswith("journal:") else make_url(url).render_as_string(hide_password=True)
-
 
 # %% ../../nbs/34_search.tune.ipynb #1b06a091
 def _beside(
@@ -218,7 +210,6 @@ def _outcome(
     if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
         metrics[f"best_cv_{tuning_metric(config)}"] = study.best_value
     return counts, metrics
-
 
 # %% ../../nbs/34_search.tune.ipynb #02f9f45d
 def _open(config: ExperimentConfig, settings: Settings, storage: str) -> tuple[optuna.Study, list[int]]:
@@ -357,13 +348,11 @@ def tune(
     trials = study.trials_dataframe(attrs=("number", "value", "state", "duration", "params"))
     return TuneResult(study, parent_id, trials, plots, refitted, orphans, seconds, counts)
 
-
 # %% ../../nbs/34_search.tune.ipynb #0cefdc56
 def _metric(key: str, value: float):
     from mlflow.entities import Metric
 
     return Metric(key, float(value), int(time.time() * 1000), 0)
-
 
 # %% ../../nbs/34_search.tune.ipynb #2f46eb81
 def _study_params(config: ExperimentConfig, study: optuna.Study, n_trials, timeout, workers) -> list:
@@ -382,7 +371,6 @@ def _study_params(config: ExperimentConfig, study: optuna.Study, n_trials, timeo
         **{f"space.{k}": v.model_dump(exclude_none=True) for k, v in config.tuning.search_space.items()},
     }
     return [Param(k, str(v)[:6000]) for k, v in values.items()]
-
 
 # %% ../../nbs/34_search.tune.ipynb #ee9e9681
 def _best_line(config: ExperimentConfig, study: optuna.Study) -> str:

@@ -26,18 +26,18 @@ from fastapi_offline import FastAPIOffline
 from starlette.requests import ClientDisconnect
 
 from ..errors import ConfigError
-from ..settings import Settings, get_settings
 from .keys import ApiKey, load_api_keys
 from .log import PredictionLog, metrics, metrics_text
 from .predictor import ModelPredictor
 from .protocol import HeadLimits, configure_head_limits
 from .service import Service, example_row
+from ..settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("ml_project.access")
 
 # %% auto #0
-__all__ = ["log", "access_log", "ENDPOINTS", "LOCAL_HOSTS", "Observed", "create_app", "app_from_environment", "serve"]
+__all__ = ['log', 'access_log', 'ENDPOINTS', 'LOCAL_HOSTS', 'Observed', 'create_app', 'app_from_environment', 'serve']
 
 # %% ../../nbs/46_serve.app.ipynb #9358c1af
 ENDPOINTS = (
@@ -58,7 +58,6 @@ class _TooLarge(Exception):
 
 class _TooSlow(Exception):
     pass
-
 
 # %% ../../nbs/46_serve.app.ipynb #75e2d2fd
 def _with_request_id(send, request_id: str, status: list):
@@ -174,7 +173,6 @@ class Observed:
                 await JSONResponse({"detail": "internal error", "request_id": request_id}, 500)(scope, receive, send)
         finally:
             m["in_flight"].dec()
-
 
 # %% ../../nbs/46_serve.app.ipynb #a1b485c4
 def _lifespan(service: Service, settings: Settings):
@@ -298,7 +296,6 @@ def create_app(
     app.openapi = _openapi(app, service)
     return app
 
-
 # %% ../../nbs/46_serve.app.ipynb #3759291b
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -312,7 +309,6 @@ def app_from_environment() -> FastAPI:
     app = create_app(os.environ["ML_PROJECT_SERVE_MODEL"], settings)
     gc.freeze()  # the model and libraries are loaded for good: the garbage collector need not rescan them after every request
     return app
-
 
 # %% ../../nbs/46_serve.app.ipynb #56d0d6a9
 def serve(

@@ -25,8 +25,7 @@ from .predictor import ModelPredictor, _predict_columns
 from .rows import _NUMERIC
 
 # %% auto #0
-__all__ = ["BatchSummary", "score_file"]
-
+__all__ = ['BatchSummary', 'score_file']
 
 # %% ../../nbs/42_serve.batch.ipynb #f275709d
 @dataclass
@@ -47,7 +46,6 @@ class BatchSummary:
             f"scored {self.scored:,} of {self.rows:,} rows in {self.seconds:.1f}s ({rate:,.0f} rows/s) -> {self.output}; "
             f"{self.rejected:,} rejected -> {self.rejects}"
         )
-
 
 # %% ../../nbs/42_serve.batch.ipynb #b8d874de
 def _batches(path: Path, chunk_rows: int):
@@ -77,7 +75,6 @@ def _batches(path: Path, chunk_rows: int):
         for batch in reader:
             yield batch, batch.nbytes
 
-
 # %% ../../nbs/42_serve.batch.ipynb #9f6f7011
 def _columns_of(batch, schema: dict) -> dict:
     "A batch's columns for the predictor, converted in Arrow: text to numbers where every value is one (else left to the predictor, which names the bad ones), categories dictionary-encoded."
@@ -98,7 +95,6 @@ def _columns_of(batch, schema: dict) -> dict:
             out[name] = column.to_numpy(zero_copy_only=False)
     return out
 
-
 # %% ../../nbs/42_serve.batch.ipynb #ac001919
 def _prefetched(items):
     "The items of an iterator, each next one made in a thread while the caller works on this one (reading overlaps scoring)."
@@ -110,7 +106,6 @@ def _prefetched(items):
         while (item := coming.result()) is not None:
             coming = thread.submit(next, items, None)
             yield item
-
 
 # %% ../../nbs/42_serve.batch.ipynb #10ef794c
 def _score_batch(predictor: ModelPredictor, batch, first: int, id_column: str | None, keep_inputs: bool):
@@ -156,7 +151,6 @@ def _score_batch(predictor: ModelPredictor, batch, first: int, id_column: str | 
         rejects,
         result.warnings,
     )
-
 
 # %% ../../nbs/42_serve.batch.ipynb #52e43bb9
 def _checked_paths(input: str | Path, output: str | Path, rejects: str | Path | None) -> tuple[Path, Path, Path]:

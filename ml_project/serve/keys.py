@@ -24,17 +24,7 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger("ml_project.access")
 
 # %% auto #0
-__all__ = [
-    "log",
-    "access_log",
-    "ROLES",
-    "ApiKey",
-    "key_digest",
-    "parse_api_keys",
-    "load_api_keys",
-    "add_api_key",
-    "authenticate",
-]
+__all__ = ['log', 'access_log', 'ROLES', 'ApiKey', 'key_digest', 'parse_api_keys', 'load_api_keys', 'add_api_key', 'authenticate']
 
 # %% ../../nbs/43_serve.keys.ipynb #0d9b9e3d
 ROLES = ("predict", "admin")
@@ -48,14 +38,12 @@ class ApiKey:
     roles: frozenset  # what it may do
     digest: str  # the key's SHA-256
 
-
 # %% ../../nbs/43_serve.keys.ipynb #5d6a1724
 def key_digest(
     key: str,  # the key as a client sends it
 ) -> str:
     "What the keys file stores for a key: its SHA-256, never the key."
     return hashlib.sha256(key.encode()).hexdigest()
-
 
 # %% ../../nbs/43_serve.keys.ipynb #3faafc28
 def parse_api_keys(
@@ -73,7 +61,6 @@ def parse_api_keys(
             raise ConfigError(f"{where} line {n}: expected `<key id> <roles: {','.join(ROLES)}> <sha256 of the key>`")
         keys.append(ApiKey(parts[0], frozenset(roles), parts[2].lower()))
     return keys
-
 
 # %% ../../nbs/43_serve.keys.ipynb #c094e5d0
 def load_api_keys(
@@ -95,7 +82,6 @@ def load_api_keys(
         return parse_api_keys(os.environ[where], f"${where}")
     raise ConfigError(f"api_keys must be 'file:<path>' or 'env:<VARIABLE>', got {spec!r}")
 
-
 # %% ../../nbs/43_serve.keys.ipynb #cf4eb2c9
 def add_api_key(
     path: Path,  # the keys file (created if missing)
@@ -113,7 +99,6 @@ def add_api_key(
     with os.fdopen(fd, "a") as f:
         f.write(f"{key_id} {','.join(roles)} {key_digest(key)}\n")
     return key
-
 
 # %% ../../nbs/43_serve.keys.ipynb #10ed0c3b
 def authenticate(

@@ -27,8 +27,7 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger("ml_project.access")
 
 # %% auto #0
-__all__ = ["log", "access_log", "PredictionLog", "read_prediction_log", "metrics", "metrics_text", "observe_many"]
-
+__all__ = ['log', 'access_log', 'PredictionLog', 'read_prediction_log', 'metrics', 'metrics_text', 'observe_many']
 
 # %% ../../nbs/44_serve.log.ipynb #1fae6f2b
 class PredictionLog:
@@ -125,7 +124,6 @@ class PredictionLog:
             self._file.close()
             self._file = None
 
-
 # %% ../../nbs/44_serve.log.ipynb #b902c4cf
 def _read_log_file(path: Path) -> pd.DataFrame:
     "One log file as a flat table: Arrow's JSON reader (fast), or line by line when a line is damaged (a kill cut it short)."
@@ -170,7 +168,6 @@ def read_prediction_log(
         table["status"] = table["status"].fillna(200).astype(int)  # records written before refusals were logged
     return table.sort_values("time", kind="stable").reset_index(drop=True)
 
-
 # %% ../../nbs/44_serve.log.ipynb #b44c08c4
 _METRICS = {}
 
@@ -202,7 +199,6 @@ def metrics() -> dict:
         )
     return _METRICS
 
-
 # %% ../../nbs/44_serve.log.ipynb #edce75fc
 def metrics_text() -> bytes:
     "Prometheus' text format: this process's metrics, or every worker's when they share a folder."
@@ -215,7 +211,6 @@ def metrics_text() -> bytes:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry)
     return generate_latest(REGISTRY)
-
 
 # %% ../../nbs/44_serve.log.ipynb #4ae03eca
 def observe_many(

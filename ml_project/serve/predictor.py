@@ -19,14 +19,14 @@ from scipy import sparse
 from sklearn.ensemble import VotingClassifier, VotingRegressor
 
 from ..errors import PredictionInputError
+from .fast_path import compile_pipeline
+from .rows import _NUMERIC, FAST_ROWS, _check, _some, _to_columns
 from ..settings import Settings, get_settings
 from ..train.files import load_model
 from ..train.registry import ModelRef, fetch_model, parse_model_ref
-from .fast_path import compile_pipeline
-from .rows import _NUMERIC, FAST_ROWS, _check, _some, _to_columns
 
 # %% auto #0
-__all__ = ["ModelPredictor", "Predictions"]
+__all__ = ['ModelPredictor', 'Predictions']
 
 # %% ../../nbs/41_serve.predictor.ipynb #c4922fea
 _META_KEYS = (
@@ -128,7 +128,6 @@ class ModelPredictor:
             + f", {self.task}, {len(self.schema)} inputs)"
         )
 
-
 # %% ../../nbs/41_serve.predictor.ipynb #ba8f9063
 @dataclass
 class Predictions:
@@ -170,7 +169,6 @@ class Predictions:
         columns = self._columns()
         return [dict(zip(columns, row)) for row in zip(*(np.asarray(v).tolist() for v in columns.values()))]
 
-
 # %% ../../nbs/41_serve.predictor.ipynb #9cdcdb14
 def _pipeline_frame(predictor: ModelPredictor, typed: dict, index: list) -> pd.DataFrame:
     "Checked columns as the pipeline's input: categories as pandas categoricals (the training levels, then any new ones), so encoders look up codes."
@@ -188,7 +186,6 @@ def _pipeline_frame(predictor: ModelPredictor, typed: dict, index: list) -> pd.D
         columns[column] = values
     return pd.DataFrame(columns, index=index)
 
-
 # %% ../../nbs/41_serve.predictor.ipynb #77d38599
 def _infinite_rows(matrix) -> np.ndarray:
     "Rows of a step's output (DataFrame, array or sparse matrix) holding an infinite number; NaN is a missing value, not an error."
@@ -201,7 +198,6 @@ def _infinite_rows(matrix) -> np.ndarray:
         np.isinf(values).any(axis=1) if values.dtype.kind == "f" and values.ndim == 2 else np.zeros(len(matrix), bool)
     )
 
-
 # %% ../../nbs/41_serve.predictor.ipynb #1de93d5d
 def _finite_only(matrix, kept: np.ndarray) -> tuple:
     "`matrix` without its rows holding an infinity (a scikit-learn step refuses them all), and the positions of the rows kept."
@@ -209,7 +205,6 @@ def _finite_only(matrix, kept: np.ndarray) -> tuple:
     if not _some(infinite):
         return matrix, kept
     return (matrix[~infinite] if not isinstance(matrix, pd.DataFrame) else matrix.loc[~infinite]), kept[~infinite]
-
 
 # %% ../../nbs/41_serve.predictor.ipynb #8194908e
 def _largest_number(predictor: ModelPredictor, typed: dict, i: int) -> str | None:
@@ -220,7 +215,6 @@ def _largest_number(predictor: ModelPredictor, typed: dict, i: int) -> str | Non
         if spec["dtype"] in _NUMERIC and not np.isnan(typed[f][i])
     }
     return max(sizes, key=sizes.get) if sizes else None
-
 
 # %% ../../nbs/41_serve.predictor.ipynb #06f79c37
 def _blend_finite(last, frame: pd.DataFrame, kept: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
@@ -300,7 +294,6 @@ def _predict_columns(
             return out
     _answer(out, predictor, estimate(matrix))
     return out
-
 
 # %% ../../nbs/41_serve.predictor.ipynb #cb8367b7
 @patch

@@ -16,13 +16,11 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ["FAST_ROWS", "coerce_column"]
-
+__all__ = ['FAST_ROWS', 'coerce_column']
 
 # %% ../../nbs/40_serve.rows.ipynb #6f973a45
 def _missing(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and v == "")
-
 
 # %% ../../nbs/40_serve.rows.ipynb #b9695994
 def _number(v) -> float | None:
@@ -39,7 +37,6 @@ def _number(v) -> float | None:
         return None  # not a number, or an integer beyond any float
     return number if math.isfinite(number) else None
 
-
 # %% ../../nbs/40_serve.rows.ipynb #b2023222
 def _text(v) -> str | float | None:
     "A category as text (an integer-valued number as its digits, as a CSV holds it), or None when it is not a single value."
@@ -54,7 +51,6 @@ def _text(v) -> str | float | None:
     if isinstance(v, (float, np.floating)):
         return str(int(v)) if float(v).is_integer() else str(float(v))
     return None
-
 
 # %% ../../nbs/40_serve.rows.ipynb #587be33b
 _NUMERIC = ("int", "float")
@@ -134,7 +130,6 @@ def coerce_column(
     bad = parsed.isna().to_numpy() & ~pd.Series(values, dtype=object).map(_missing).to_numpy(dtype=bool)
     return parsed.to_numpy(), bad
 
-
 # %% ../../nbs/40_serve.rows.ipynb #6a44275b
 def _to_columns(rows) -> tuple[dict, list]:
     "Rows (a DataFrame, a dict for one row, or a list of dicts) as a dict of column arrays, and the rows' labels."
@@ -153,7 +148,6 @@ def _to_columns(rows) -> tuple[dict, list]:
         columns[c][:] = [r.get(c, _ABSENT) for r in rows]
     return columns, list(range(len(rows)))
 
-
 # %% ../../nbs/40_serve.rows.ipynb #ef20d230
 _ABSENT = "\0absent"  # marks a key that a row of a list lacks
 
@@ -161,7 +155,6 @@ _ABSENT = "\0absent"  # marks a key that a row of a list lacks
 def _some(mask: np.ndarray) -> bool:
     "`mask.any()`, faster for the few rows of a request (a NumPy reduction costs more than a short list)."
     return True in mask.tolist() if len(mask) <= 64 else bool(mask.any())
-
 
 # %% ../../nbs/40_serve.rows.ipynb #2443885d
 def _filled(predictor, field: str, spec: dict, values, missing: np.ndarray, warnings: list):

@@ -26,17 +26,17 @@ from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, Validation
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from ..errors import PredictionInputError
-from ..settings import Settings
-from ..train.registry import parse_model_ref
 from .keys import ApiKey, authenticate, load_api_keys
 from .log import PredictionLog, metrics, observe_many
 from .predictor import ModelPredictor
+from ..settings import Settings
+from ..train.registry import parse_model_ref
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("ml_project.access")
 
 # %% auto #0
-__all__ = ["log", "access_log", "row_model", "example_row", "batch_model", "Served", "Service"]
+__all__ = ['log', 'access_log', 'row_model', 'example_row', 'batch_model', 'Served', 'Service']
 
 # %% ../../nbs/45_serve.service.ipynb #c96b3ac0
 _JSON_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "datetime": str}
@@ -76,7 +76,6 @@ def row_model(
     extra = {"examples": [example]} if example else None
     return with_config(ConfigDict(extra="forbid", strict=True, json_schema_extra=extra))(TypedDict("Row", fields))
 
-
 # %% ../../nbs/45_serve.service.ipynb #f96ceb1b
 def example_row(
     predictor: ModelPredictor,  # the loaded model
@@ -91,7 +90,6 @@ def example_row(
         for name, spec in predictor.schema.items()
     }
 
-
 # %% ../../nbs/45_serve.service.ipynb #3cc78d32
 def batch_model(
     row: type,  # `row_model`'s result
@@ -100,7 +98,6 @@ def batch_model(
     "A request of 1 to `max_rows` rows."
     rows = Annotated[list[row], Field(min_length=1, max_length=max_rows, description=f"1 to {max_rows} rows")]
     return with_config(ConfigDict(extra="forbid"))(TypedDict("PredictRequest", {"rows": rows}))
-
 
 # %% ../../nbs/45_serve.service.ipynb #df8c436f
 @dataclass
@@ -137,7 +134,6 @@ def _detail(error: ValidationError, prefix: tuple) -> list[dict]:
         {"loc": [*prefix, *e["loc"]], "msg": e["msg"], "type": e["type"]}
         for e in error.errors(include_url=False, include_input=False)
     ]
-
 
 # %% ../../nbs/45_serve.service.ipynb #188f68b7
 class Service:
@@ -205,7 +201,6 @@ class Service:
             metrics()["model"].labels(fresh.name, str(fresh.version)).set(1)
             log.warning("now serving %s v%s (was v%s)", fresh.name, fresh.version, old.version)
             return True
-
 
 # %% ../../nbs/45_serve.service.ipynb #03a47979
 @patch

@@ -25,8 +25,7 @@ from .registry import ModelRef, fetch_model
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ["log", "Promotion", "better", "promote", "compare_runs"]
-
+__all__ = ['log', 'Promotion', 'better', 'promote', 'compare_runs']
 
 # %% ../../nbs/24_train.champion.ipynb #30b1da69
 @dataclass
@@ -43,7 +42,6 @@ class Promotion:
     rows: int = 0  # how many rows (or training rows, for CV) the comparison used
     reason: str = ""  # the decision in words, as tagged on the version
 
-
 # %% ../../nbs/24_train.champion.ipynb #e8c086b2
 def better(
     metric: str,  # the selection metric
@@ -53,13 +51,11 @@ def better(
     "Strictly better on `metric` (lower for losses and errors); a tie is not better."
     return challenger < champion if lower_is_better(metric) else challenger > champion
 
-
 # %% ../../nbs/24_train.champion.ipynb #f62e0a2a
 def _cv_mean(metrics: dict, metric: str) -> float | None:
     "The CV mean of `metric` among a run's metrics (the seed's configs call ROC-AUC `auc`)."
     keys = [f"cv_{metric}_mean"] + (["cv_auc_mean"] if metric == "roc_auc" else [])
     return next((metrics[k] for k in keys if k in metrics), None)
-
 
 # %% ../../nbs/24_train.champion.ipynb #24a710aa
 def _judge(name: str, held: str, client, settings: Settings, challenger: dict, score_champion) -> Promotion:
@@ -101,7 +97,6 @@ def _judge(name: str, held: str, client, settings: Settings, challenger: dict, s
         )
     return Promotion(version, better(metric, ours, theirs), metric, "validation", ours, theirs, held, rows)
 
-
 # %% ../../nbs/24_train.champion.ipynb #377b9309
 def promote(
     name: str,  # the registered model
@@ -122,7 +117,6 @@ def promote(
     ):  # two commands at once: the second judges against the first's result
         decision = _decide(name, version, client, settings, challenger, score_champion)
     return decision
-
 
 # %% ../../nbs/24_train.champion.ipynb #b6db5cb4
 def _decide(name: str, version: str, client, settings: Settings, challenger: dict, score_champion) -> Promotion:
@@ -155,7 +149,6 @@ def _decide(name: str, version: str, client, settings: Settings, challenger: dic
         client.set_model_version_tag(name, version, key, value)
     client.set_registered_model_alias(name, "champion" if decision.promoted else "challenger", version)
     return decision
-
 
 # %% ../../nbs/24_train.champion.ipynb #9751f704
 def compare_runs(

@@ -33,19 +33,8 @@ from sklearn.metrics import (
 )
 
 # %% auto #0
-__all__ = [
-    "THRESHOLDED_METRICS",
-    "positive_scores",
-    "choose_threshold",
-    "classification_metrics",
-    "regression_metrics",
-    "Evaluation",
-    "evaluate_model",
-    "fold_threshold_metrics",
-    "worst_predictions",
-    "segment_metrics",
-]
-
+__all__ = ['THRESHOLDED_METRICS', 'positive_scores', 'choose_threshold', 'classification_metrics', 'regression_metrics',
+           'Evaluation', 'evaluate_model', 'fold_threshold_metrics', 'worst_predictions', 'segment_metrics']
 
 # %% ../../nbs/25_train.evaluation.ipynb #b9cf0d7f
 def positive_scores(
@@ -57,7 +46,6 @@ def positive_scores(
         return None
     proba = model.predict_proba(X)
     return proba[:, 1] if proba.shape[1] == 2 else proba
-
 
 # %% ../../nbs/25_train.evaluation.ipynb #a7a40cb7
 def choose_threshold(
@@ -79,7 +67,6 @@ def choose_threshold(
         return tpr + tnr - 1  # Youden's J
 
     return float(max(candidates, key=value))
-
 
 # %% ../../nbs/25_train.evaluation.ipynb #240253e9
 def _name(label) -> str:
@@ -129,7 +116,6 @@ def classification_metrics(
         "log_loss": log_loss(y, np.clip(scores, 1e-15, 1 - 1e-15)),
     }
 
-
 # %% ../../nbs/25_train.evaluation.ipynb #5ddbbedb
 def regression_metrics(
     y,  # the true values
@@ -146,7 +132,6 @@ def regression_metrics(
     if (np.asarray(y) >= 0).all() and (np.asarray(pred) >= 0).all():
         out["rmsle"] = root_mean_squared_log_error(y, pred)
     return {k: float(v) for k, v in out.items()}
-
 
 # %% ../../nbs/25_train.evaluation.ipynb #0d17a403
 @dataclass
@@ -185,7 +170,6 @@ class Evaluation:
         return classification_report(
             self.y, self.pred, labels=self.codes, target_names=[str(c) for c in self.labels], zero_division=0
         )
-
 
 # %% ../../nbs/25_train.evaluation.ipynb #4182e2c5
 THRESHOLDED_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1")  # what a cut-off changes
@@ -231,7 +215,6 @@ def evaluate_model(
     }
     return Evaluation(task, y, (scores >= threshold).astype(int), scores, threshold, metrics, classes)
 
-
 # %% ../../nbs/25_train.evaluation.ipynb #288220de
 def fold_threshold_metrics(
     held_out: list,  # each CV fold's (encoded target, probabilities), as `cross_validate_model` keeps them
@@ -248,7 +231,6 @@ def fold_threshold_metrics(
         at = classification_metrics(y, proba[:, 1], cut)
         rows.append({"threshold": cut, **{f"{m}_at_threshold": at[m] for m in metrics}})
     return pd.DataFrame(rows)
-
 
 # %% ../../nbs/25_train.evaluation.ipynb #aaa2dbf9
 def worst_predictions(
@@ -272,7 +254,6 @@ def worst_predictions(
     if ev.scores is not None and ev.scores.ndim == 1:
         out.insert(len(out.columns) - 1, "score", ev.scores)
     return out.nlargest(n, "error")
-
 
 # %% ../../nbs/25_train.evaluation.ipynb #fd3519fb
 def segment_metrics(

@@ -37,8 +37,7 @@ from .training import cross_validate_model, cv_plan, fast_caps, set_seeds, train
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ["log", "TrainResult", "run_experiment", "format_summary", "summary_table"]
-
+__all__ = ['log', 'TrainResult', 'run_experiment', 'format_summary', 'summary_table']
 
 # %% ../../nbs/28_train.experiment.ipynb #f6e0f625
 @dataclass
@@ -85,7 +84,6 @@ class TrainResult:
                 lead[m] = row(self.cv[m], key)
         return pd.DataFrame.from_dict({**lead, **after}, orient="index", dtype=float)
 
-
 # %% ../../nbs/28_train.experiment.ipynb #030b52a5
 def _log_inputs(mlflow, config: ExperimentConfig, settings: Settings):
     "What makes the run re-runnable: the config as params and as its file, the lock file."
@@ -95,7 +93,6 @@ def _log_inputs(mlflow, config: ExperimentConfig, settings: Settings):
     lock = settings.root / "requirements.lock"
     if lock.is_file():
         mlflow.log_artifact(str(lock), "environment")
-
 
 # %% ../../nbs/28_train.experiment.ipynb #70af98e4
 def _log_dataset(mlflow, dataset: Dataset, config: ExperimentConfig):
@@ -114,7 +111,6 @@ def _log_dataset(mlflow, dataset: Dataset, config: ExperimentConfig):
         # breaks the unique key. Its second try finds the first's row.
         mlflow.log_input(logged, context="training")
 
-
 # %% ../../nbs/28_train.experiment.ipynb #b43cdf74
 def _metrics(folds: pd.DataFrame, valid: dict, test: dict, fit_seconds: float) -> dict[str, float]:
     return {
@@ -124,7 +120,6 @@ def _metrics(folds: pd.DataFrame, valid: dict, test: dict, fit_seconds: float) -
         **{f"test_{m}": float(v) for m, v in test.items()},
         "fit_seconds": fit_seconds,
     }
-
 
 # %% ../../nbs/28_train.experiment.ipynb #99fa0dcb
 def _staging(folder: Path) -> Path:
@@ -248,7 +243,6 @@ def run_experiment(
         shutil.rmtree(staging, ignore_errors=True)
     return result
 
-
 # %% ../../nbs/28_train.experiment.ipynb #721d3e5a
 def _register_and_judge(
     model, config: ExperimentConfig, settings: Settings, splits: Splits, folder: Path, metrics: dict, plan: dict
@@ -292,7 +286,6 @@ def _register_and_judge(
     )
     return (name, version), promotion
 
-
 # %% ../../nbs/28_train.experiment.ipynb #685772ce
 def _threshold_line(result: TrainResult) -> str:
     return (
@@ -327,7 +320,6 @@ def format_summary(
         lines.append(f"champion decision: {result.promotion.reason}")
     lines.append("see it: make mlflow-ui  (then open http://127.0.0.1:5000/#/?workflowType=machine_learning)")
     return "\n".join(lines)
-
 
 # %% ../../nbs/28_train.experiment.ipynb #ea04610b
 def summary_table(

@@ -34,21 +34,8 @@ from ..split import Splits
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = [
-    "log",
-    "REFERENCE_ROWS",
-    "problem_name",
-    "registered_name",
-    "model_dir",
-    "input_schema",
-    "git_state",
-    "write_reference",
-    "save_model",
-    "load_model",
-    "publish_model",
-    "recorded_rows",
-]
-
+__all__ = ['log', 'REFERENCE_ROWS', 'problem_name', 'registered_name', 'model_dir', 'input_schema', 'git_state',
+           'write_reference', 'save_model', 'load_model', 'publish_model', 'recorded_rows']
 
 # %% ../../nbs/21_train.files.ipynb #83541849
 def problem_name(
@@ -56,7 +43,6 @@ def problem_name(
 ) -> str:
     "The problem a config belongs to: `experiment.problem`, else the data's name. It names the MLflow experiment and the registered model."
     return config.experiment.problem or data_name(config.data)
-
 
 # %% ../../nbs/21_train.files.ipynb #e0f5b360
 def registered_name(
@@ -66,7 +52,6 @@ def registered_name(
     "The registered model of the config's problem in this mode (`churn`, or `churn__fast` in fast mode)."
     return settings.for_mode(problem_name(config))
 
-
 # %% ../../nbs/21_train.files.ipynb #759ca463
 def model_dir(
     config: ExperimentConfig,  # the experiment
@@ -74,7 +59,6 @@ def model_dir(
 ) -> Path:
     "`models/<experiment>`; fast-mode models go beside it (`<experiment>__fast`) so they never replace a careful one."
     return settings.models_dir / settings.for_mode(config.experiment.name)
-
 
 # %% ../../nbs/21_train.files.ipynb #4ac59358
 def input_schema(
@@ -94,7 +78,6 @@ def input_schema(
             out[column]["trained"] = [low.item(), high.item()] if hasattr(low, "item") else [low, high]
     return out
 
-
 # %% ../../nbs/21_train.files.ipynb #5408beef
 def git_state(
     root: Path,  # the project root
@@ -110,7 +93,6 @@ def git_state(
         return {}
     return {"git_commit": commit, "git_dirty": str(bool(git("status", "--porcelain", "--untracked-files=no")))}
 
-
 # %% ../../nbs/21_train.files.ipynb #f34cb80f
 def _write_atomically(path: Path, write: Callable[[Path], None]):
     "Write through a temporary file in the same folder, then rename: a reader never sees half a file."
@@ -122,7 +104,6 @@ def _write_atomically(path: Path, write: Callable[[Path], None]):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
 
 # %% ../../nbs/21_train.files.ipynb #988d8af3
 REFERENCE_ROWS = 20_000  # training rows kept as monitoring's reference (a seeded sample beyond that)
@@ -148,7 +129,6 @@ def _profile(column: pd.Series) -> dict:
             str(k): float(v) for k, v in present.astype(str).value_counts(normalize=True).head(100).items()
         }
     return out
-
 
 # %% ../../nbs/21_train.files.ipynb #89b7e691
 def write_reference(
@@ -188,7 +168,6 @@ def write_reference(
         "validation_predictions": predictions,
     }
     _write_atomically(folder / "reference.json", lambda p: p.write_text(json.dumps(reference)))
-
 
 # %% ../../nbs/21_train.files.ipynb #c3d2f1c8
 def save_model(
@@ -238,7 +217,6 @@ def save_model(
     _write_atomically(folder / "metadata.json", lambda p: p.write_text(json.dumps(metadata, indent=2, default=str)))
     return folder
 
-
 # %% ../../nbs/21_train.files.ipynb #4d6c9de3
 def _in_project(path: Path | str, settings: Settings) -> Path:
     "A path as given if absolute, else from the project root: the same folder from any working directory."
@@ -273,7 +251,6 @@ def load_model(
         )
     return joblib.load(artefact), metadata
 
-
 # %% ../../nbs/21_train.files.ipynb #b2e08ad5
 def publish_model(
     staging: Path,  # the folder the run saved into
@@ -285,7 +262,6 @@ def publish_model(
         os.replace(folder, old)
     os.replace(staging, folder)
     shutil.rmtree(old, ignore_errors=True)
-
 
 # %% ../../nbs/21_train.files.ipynb #83b5e892
 def recorded_rows(

@@ -21,7 +21,7 @@ from .tracking import fail_orphaned_runs, use_mlflow
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ["log", "EXPERIMENT_NOTEBOOKS", "NotebookRun", "run_notebooks"]
+__all__ = ['log', 'EXPERIMENT_NOTEBOOKS', 'NotebookRun', 'run_notebooks']
 
 # %% ../../nbs/29_train.notebooks.ipynb #a791e556
 EXPERIMENT_NOTEBOOKS = ("28_train.experiment.ipynb",)
@@ -36,7 +36,6 @@ class NotebookRun:
     folder: Path  # where the executed notebooks are
     message: str  # what failed, naming the cell
 
-
 # %% ../../nbs/29_train.notebooks.ipynb #d13b3ae4
 def _failure(error, notebook: Path) -> str:
     "Name the failing cell: its execution count, first line, and the error."
@@ -48,7 +47,6 @@ def _failure(error, notebook: Path) -> str:
         f"{str(error.evalue).strip()[:500]}"
     )
 
-
 # %% ../../nbs/29_train.notebooks.ipynb #60db57a8
 def _as_html(notebook: Path) -> Path:
     "The executed notebook as a standalone HTML page beside it (nbconvert's lab template, outputs included)."
@@ -58,7 +56,6 @@ def _as_html(notebook: Path) -> Path:
     page = notebook.with_suffix(".html")
     page.write_text(body)
     return page
-
 
 # %% ../../nbs/29_train.notebooks.ipynb #2f29ffb4
 def _open_run(config: ExperimentConfig, settings: Settings, notebooks: tuple[str, ...]):

@@ -25,7 +25,7 @@ from ..settings import Settings
 from ..split import check_split, sample_rows, stratify_on
 
 # %% auto #0
-__all__ = ["check_config", "check_ensemble", "check_configs"]
+__all__ = ['check_config', 'check_ensemble', 'check_configs']
 
 # %% ../../nbs/27_train.preflight.ipynb #58020c23
 _BINARY_ONLY = {"pr_auc"}  # metrics defined for two classes only
@@ -36,7 +36,6 @@ def _smoke_data(task: str, n_classes: int, seed: int):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(60, 4))
     return X, (np.arange(60) % max(n_classes, 2) if task == "classification" else rng.normal(size=60))
-
 
 # %% ../../nbs/27_train.preflight.ipynb #47178c78
 def _refusal(estimator, params: dict, task: str, n_classes: int, seed: int) -> str | None:
@@ -63,7 +62,6 @@ def _refusal(estimator, params: dict, task: str, n_classes: int, seed: int) -> s
     except Exception as error:  # noqa: BLE001 (whatever the estimator refuses with is the reason shown)
         return f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
     return None
-
 
 # %% ../../nbs/27_train.preflight.ipynb #81fa0c45
 def _read_head(data, settings) -> tuple[Path, list[str], pd.Series | None]:
@@ -218,7 +216,6 @@ def check_config(
     refused, estimator = _parameter_problems(config, estimator, n_classes, settings.seed)
     return problems + refused + _space_problems(config, estimator, n_classes, settings.seed)
 
-
 # %% ../../nbs/27_train.preflight.ipynb #4b1d2dcd
 def check_ensemble(
     config: ExperimentConfig,  # model type `ensemble`
@@ -235,7 +232,6 @@ def check_ensemble(
         for name, _, member in members
         for problem in check_config(member, settings)
     ]
-
 
 # %% ../../nbs/27_train.preflight.ipynb #ba29ee65
 def check_configs(

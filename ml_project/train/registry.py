@@ -31,19 +31,8 @@ from .tracking import _quiet_mlflow, use_mlflow
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = [
-    "log",
-    "PACKAGE_DIR",
-    "MLFLOW_MODEL_CODE",
-    "model_signature",
-    "check_selection_metric",
-    "register_model",
-    "withdraw_version",
-    "current_champion",
-    "ModelRef",
-    "parse_model_ref",
-    "fetch_model",
-]
+__all__ = ['log', 'PACKAGE_DIR', 'MLFLOW_MODEL_CODE', 'model_signature', 'check_selection_metric', 'register_model',
+           'withdraw_version', 'current_champion', 'ModelRef', 'parse_model_ref', 'fetch_model']
 
 # %% ../../nbs/23_train.registry.ipynb #1457fd3f
 PACKAGE_DIR = Path(importlib.util.find_spec("ml_project").origin).parent  # found, not imported: the package sits above
@@ -80,7 +69,6 @@ def model_signature(
         )
     return ModelSignature(inputs, Schema(outputs))
 
-
 # %% ../../nbs/23_train.registry.ipynb #6b9348a6
 def _registered_tag(client, name: str, key: str) -> str | None:
     from mlflow.exceptions import MlflowException  # mlflow only when a registry is used
@@ -107,7 +95,6 @@ def check_selection_metric(
             f"{config.experiment.name} says experiment.selection_metric {metric}: make them agree, "
             "or give this experiment another experiment.problem"
         )
-
 
 # %% ../../nbs/23_train.registry.ipynb #eafa69fa
 def _plain(example: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -152,7 +139,6 @@ def register_model(
         client.set_model_version_tag(name, version, "monitoring_reference", "true")
     return version
 
-
 # %% ../../nbs/23_train.registry.ipynb #3b5d14cc
 def withdraw_version(
     name: str,  # the registered model
@@ -164,7 +150,6 @@ def withdraw_version(
 
     with contextlib.suppress(Exception):
         MlflowClient(settings.mlflow_tracking_uri).delete_model_version(name, version)
-
 
 # %% ../../nbs/23_train.registry.ipynb #a0dfcae4
 def current_champion(
@@ -180,7 +165,6 @@ def current_champion(
     except MlflowException:  # no champion yet
         return None
 
-
 # %% ../../nbs/23_train.registry.ipynb #39a07ad1
 @dataclass(frozen=True)
 class ModelRef:
@@ -195,7 +179,6 @@ class ModelRef:
         if self.path is not None:
             return str(self.path)
         return f"{self.name}:{self.version}" if self.version else f"{self.name}@{self.alias}"
-
 
 # %% ../../nbs/23_train.registry.ipynb #8c30d1f7
 def parse_model_ref(
@@ -215,7 +198,6 @@ def parse_model_ref(
             raise ModelReferenceError(f"model reference {text!r}: a version is a number, as in {name}:3")
         return ModelRef(name=name, version=version)
     return ModelRef(name=text, alias="champion")
-
 
 # %% ../../nbs/23_train.registry.ipynb #3cb9d702
 def _version(client, ref: ModelRef):

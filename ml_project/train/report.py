@@ -33,22 +33,9 @@ from .files import load_model, recorded_rows
 from .registry import ModelRef, fetch_model
 
 # %% auto #0
-__all__ = [
-    "plot_roc_pr",
-    "plot_confusion",
-    "plot_calibration",
-    "plot_residuals",
-    "importance_table",
-    "importance_scoring",
-    "permutation_repeats",
-    "plot_importance",
-    "evaluation_plots",
-    "write_report",
-    "evaluate_and_report",
-    "SavedEvaluation",
-    "evaluate_saved_model",
-]
-
+__all__ = ['plot_roc_pr', 'plot_confusion', 'plot_calibration', 'plot_residuals', 'importance_table', 'importance_scoring',
+           'permutation_repeats', 'plot_importance', 'evaluation_plots', 'write_report', 'evaluate_and_report',
+           'SavedEvaluation', 'evaluate_saved_model']
 
 # %% ../../nbs/26_train.report.ipynb #0d1c2fb6
 def plot_roc_pr(
@@ -69,7 +56,6 @@ def plot_roc_pr(
     fig.tight_layout()
     return fig
 
-
 # %% ../../nbs/26_train.report.ipynb #bbdfcca6
 def plot_confusion(
     ev: Evaluation,  # a classifier's evaluation
@@ -84,7 +70,6 @@ def plot_confusion(
     ax.set(title=title)
     fig.tight_layout()
     return fig
-
 
 # %% ../../nbs/26_train.report.ipynb #d8804a68
 def plot_calibration(
@@ -116,7 +101,6 @@ def plot_calibration(
     fig.tight_layout()
     return fig
 
-
 # %% ../../nbs/26_train.report.ipynb #9c254df4
 def plot_residuals(
     ev: Evaluation,  # a regressor's evaluation
@@ -133,7 +117,6 @@ def plot_residuals(
     fig.tight_layout()
     return fig
 
-
 # %% ../../nbs/26_train.report.ipynb #68593426
 def importance_table(
     model,  # the fitted pipeline
@@ -149,7 +132,6 @@ def importance_table(
         {"importance": result.importances_mean, "std": result.importances_std}, index=X.columns
     ).sort_values("importance", ascending=False)
 
-
 # %% ../../nbs/26_train.report.ipynb #c65c2285
 def importance_scoring(
     task: str,  # `classification` or `regression`
@@ -160,7 +142,6 @@ def importance_scoring(
         return "neg_root_mean_squared_error"
     return "roc_auc" if n_classes <= 2 else "roc_auc_ovr"
 
-
 # %% ../../nbs/26_train.report.ipynb #ee3dd40f
 def permutation_repeats(
     config: ExperimentConfig,  # gives `evaluation.permutation_repeats`
@@ -168,7 +149,6 @@ def permutation_repeats(
 ) -> int:
     "The config's repeats; one in fast mode (each repeat costs one prediction per column)."
     return 1 if settings.fast else config.evaluation.permutation_repeats
-
 
 # %% ../../nbs/26_train.report.ipynb #90602dec
 def plot_importance(
@@ -182,7 +162,6 @@ def plot_importance(
     ax.set(xlabel="score drop when shuffled", title="Permutation importance")
     fig.tight_layout()
     return fig
-
 
 # %% ../../nbs/26_train.report.ipynb #ebe84391
 def evaluation_plots(
@@ -200,7 +179,6 @@ def evaluation_plots(
     if importance is not None:
         plots["importance"] = plot_importance(importance)
     return plots
-
 
 # %% ../../nbs/26_train.report.ipynb #e80a22bd
 def _report_text(ev: Evaluation, config: ExperimentConfig, plots: list[Path], importance, segments: dict, worst) -> str:
@@ -266,7 +244,6 @@ def write_report(
     save("report.md", lambda p: p.write_text(text))
     return files
 
-
 # %% ../../nbs/26_train.report.ipynb #ff0f0769
 def evaluate_and_report(
     model,  # the fitted pipeline
@@ -302,7 +279,6 @@ def evaluate_and_report(
     )
     return evaluation, importance, write_report(evaluation, X_test, config, folder, importance)
 
-
 # %% ../../nbs/26_train.report.ipynb #c3b9b22e
 @dataclass
 class SavedEvaluation:
@@ -313,7 +289,6 @@ class SavedEvaluation:
     files: list[Path]  # the report's files
     metadata: dict  # the model's `metadata.json`
     rows: int  # test rows evaluated
-
 
 # %% ../../nbs/26_train.report.ipynb #fc80a58e
 def evaluate_saved_model(

@@ -21,8 +21,7 @@ from ..settings import Settings
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ["log", "HEARTBEAT_SECONDS", "use_mlflow", "fail_orphaned_runs", "tracked_run"]
-
+__all__ = ['log', 'HEARTBEAT_SECONDS', 'use_mlflow', 'fail_orphaned_runs', 'tracked_run']
 
 # %% ../../nbs/22_train.tracking.ipynb #62ea28ba
 def _quiet_mlflow():
@@ -58,7 +57,6 @@ def use_mlflow(
             )
     mlflow.set_experiment(experiment)
     return mlflow
-
 
 # %% ../../nbs/22_train.tracking.ipynb #0d4ced66
 HEARTBEAT_SECONDS = 30  # a RUNNING run whose heartbeat is three intervals old has lost its process
@@ -105,7 +103,6 @@ def fail_orphaned_runs(
     if closed:
         log.warning("MLflow runs %s were left RUNNING by a process that is gone: marked FAILED", closed)
     return closed
-
 
 # %% ../../nbs/22_train.tracking.ipynb #7723faf4
 @contextlib.contextmanager

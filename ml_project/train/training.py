@@ -30,8 +30,7 @@ from ..split import Splits, cv_folds
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ["log", "set_seeds", "fast_caps", "scorers", "cv_splitter", "cross_validate_model", "cv_plan", "train_model"]
-
+__all__ = ['log', 'set_seeds', 'fast_caps', 'scorers', 'cv_splitter', 'cross_validate_model', 'cv_plan', 'train_model']
 
 # %% ../../nbs/20_train.training.ipynb #2f7399fd
 def set_seeds(
@@ -42,7 +41,6 @@ def set_seeds(
     np.random.seed(seed)
     if "torch" in sys.modules:
         sys.modules["torch"].manual_seed(seed)
-
 
 # %% ../../nbs/20_train.training.ipynb #032a8b0a
 def fast_caps(
@@ -56,7 +54,6 @@ def fast_caps(
         config,
         {**config.model.params, "max_epochs": min(config.model.params.get("max_epochs", 50), settings.fast_max_epochs)},
     )
-
 
 # %% ../../nbs/20_train.training.ipynb #4fcdad20
 _MULTICLASS = {"f1": "f1_macro", "precision": "precision_macro", "recall": "recall_macro", "roc_auc": "roc_auc_ovr"}
@@ -74,7 +71,6 @@ def scorers(
         names = {m: _MULTICLASS.get(s, s) for m, s in names.items()}
     return names
 
-
 # %% ../../nbs/20_train.training.ipynb #f5560b23
 def cv_splitter(
     config: ExperimentConfig,  # the task decides stratification
@@ -84,7 +80,6 @@ def cv_splitter(
     "Shuffled K folds, stratified for classification."
     cls = StratifiedKFold if config.data.task == "classification" else KFold
     return cls(n_splits=folds, shuffle=True, random_state=seed)
-
 
 # %% ../../nbs/20_train.training.ipynb #d1552497
 def cross_validate_model(
@@ -113,7 +108,6 @@ def cross_validate_model(
     folds.index.name = "fold"
     return folds
 
-
 # %% ../../nbs/20_train.training.ipynb #f08dc3c7
 def cv_plan(
     config: ExperimentConfig,  # the experiment
@@ -129,7 +123,6 @@ def cv_plan(
         "folds": cv_folds(config, settings),
         "seed": settings.seed,
     }
-
 
 # %% ../../nbs/20_train.training.ipynb #75d8e51f
 def train_model(
