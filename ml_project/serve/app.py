@@ -143,9 +143,12 @@ class Observed:
                 raise _TooLarge
             return message
 
-        async def refuse(code: int, message: str):
+        def note(code: int, message: str):
             if scope["path"] == "/predict" and self.on_refused:  # monitoring's refused share counts these too
                 self.on_refused(request_id, code, message)
+
+        async def refuse(code: int, message: str):
+            note(code, message)
             if not status[0]:  # the connection is closed after: the rest of the body is not read
                 body = {"detail": message, "request_id": request_id}
                 await JSONResponse(body, code, {"Connection": "close"})(scope, receive, send)
@@ -164,8 +167,7 @@ class Observed:
         except ClientDisconnect:  # nobody is left to answer: noted as nginx does (499), never as our failure
             if not status[0]:
                 status[0] = 499
-                if scope["path"] == "/predict" and self.on_refused:
-                    self.on_refused(request_id, 499, "the client closed the connection before its body arrived")
+                note(499, "the client closed the connection before its body arrived")
         except Exception:
             m["errors"].labels("internal").inc()
             log.exception("request %s failed", request_id)

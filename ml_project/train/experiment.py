@@ -145,13 +145,9 @@ def _fit_and_evaluate(config: ExperimentConfig, settings: Settings, splits: Spli
     name = config.experiment.name
     held_out = []  # each fold's held-out probabilities: a binary problem's fold thresholds are chosen on them
     folds = cross_validate_model(config, *splits["train"], settings, held_out=held_out)
-    thresholded = [m for m in folds.columns if canonical_metric(m) in THRESHOLDED_METRICS]
+    thresholded = [m for m in folds.columns if m in THRESHOLDED_METRICS]  # config names: only `auc` is an alias
     if thresholded and held_out and held_out[0][1].shape[1] == 2:
-        threshold_metric = config.evaluation.threshold_metric
-        folds = folds.join(
-            fold_threshold_metrics(held_out, [canonical_metric(m) for m in thresholded], threshold_metric)
-        )
-        folds = folds.rename(columns={f"{canonical_metric(m)}_at_threshold": f"{m}_at_threshold" for m in thresholded})
+        folds = folds.join(fold_threshold_metrics(held_out, thresholded, config.evaluation.threshold_metric))
     log.info("%s: final fit on %s training rows", name, f"{splits.rows['train']:,}")
     started = time.perf_counter()
     model = train_model(*splits["train"], config, settings)
