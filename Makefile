@@ -26,7 +26,7 @@ DOCS_PORT ?= 8000
 NB ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install browser prometheus postgres services services-stop run serve monitor demo-drift test test-notebooks test-unit test-lane-notebooks test-lane-package lint format export maps lab mlflow-ui docs docs-outputs docs-serve readme lock clean
+.PHONY: help install browser prometheus postgres containers base-image image services services-stop run serve monitor demo-drift test test-notebooks test-unit test-lane-notebooks test-lane-package lint format export maps lab mlflow-ui docs docs-outputs docs-serve readme lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -54,6 +54,25 @@ services: install postgres  ## a team's services: PostgreSQL (cluster in .servic
 services-stop: install  ## stop the MLflow server and PostgreSQL (their data stays in .services/)
 	$(BIN)/ml-project services stop
 
+# Containers: podman with the settings in deploy/podman/containers.conf (runc, cgroupfs, no default ulimits: what works
+# on hosts where crun or the default ulimits fail) and buildah's chroot isolation, unless you set your own; or
+# ENGINE=docker. MODEL=name (its champion), name:version or a folder; empty: an image that fetches its model at start.
+export CONTAINERS_CONF ?= $(CURDIR)/deploy/podman/containers.conf
+export BUILDAH_ISOLATION ?= chroot
+ENGINE ?=
+MODEL ?= churn
+BASE ?=
+
+containers:  ## podman, runc and mmdebstrap (Debian packages) to build and run the service's image
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null || \
+		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q podman runc mmdebstrap; }
+
+base-image: install containers  ## the Debian base image (bookworm minbase + python3, mmdebstrap, ~30 s), unless built already
+	$(BIN)/ml-project image base $(if $(ENGINE),--engine $(ENGINE))
+
+image: install containers  ## the service's image with MODEL's verified files (MODEL=churn; BASE=python:3.11-slim to build on it)
+	$(BIN)/ml-project image build $(if $(MODEL),--model $(MODEL)) $(if $(BASE),--base $(BASE)) $(if $(ENGINE),--engine $(ENGINE))
+
 prometheus:  ## promtool (Debian package prometheus) to check and unit-test deploy/prometheus/
 	@command -v promtool >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q prometheus; }
 
@@ -71,12 +90,12 @@ monitor: install  ## check the churn champion's logged predictions of the last 7
 demo-drift: install  ## replay 8 weeks of churn customers with a growing drift through the service; monitor each week (~2 min)
 	$(BIN)/python benchmarks/drift_replay.py --keep runs/drift-replay
 
-test: install browser prometheus postgres lint  ## every test: lint, notebooks (nbdev-test, nbval), package tests, sync, docs site in Chromium, Prometheus rules
+test: install browser prometheus postgres containers lint  ## every test: lint, notebooks (nbdev-test, nbval), package tests, sync, docs site in Chromium, Prometheus rules, the image
 	$(BIN)/ml-project data $(addprefix --config ,$(DEFAULT_CONFIGS))
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-lane-notebooks test-lane-package
 
 # Style is recorded in pyproject.toml's [tool.ruff]; notebooks are the source, so they are linted and formatted too.
-LINTED := ml_project nbs tests benchmarks docs
+LINTED := ml_project nbs tests benchmarks docs deploy
 
 lint: install  ## ruff: lint and format check of the package, notebooks, tests, benchmarks and docs (zero findings)
 	$(BIN)/ruff check $(LINTED)
@@ -107,7 +126,7 @@ test-unit: install  ## pytest tests/: the package, commands, services, docs site
 
 # `make test`'s two lanes, of about equal length on two cores: the notebooks, then the search and services tests;
 # and the rest of tests/. Each pytest run has a folder of its own.
-SECOND_LANE_TESTS := tests/test_tuning.py tests/test_services.py tests/test_search.py tests/test_mlflow_ui.py
+SECOND_LANE_TESTS := tests/test_tuning.py tests/test_services.py tests/test_search.py tests/test_mlflow_ui.py tests/test_image.py
 
 test-lane-notebooks: test-notebooks
 	ML_PROJECT_ROOT=$(CURDIR) $(call test_env,$(TEST_DIR)/unit-search) $(BIN)/pytest $(SECOND_LANE_TESTS) -p no:cacheprovider -q --durations=10
@@ -136,13 +155,14 @@ readme: install  ## regenerate README.md from nbs/index.ipynb (the home page)
 mlflow-ui: install  ## the MLflow UI on http://127.0.0.1:5000 (its model-training view: /#/?workflowType=machine_learning)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
-lock:  ## re-resolve the environment from pyproject.toml into requirements.lock
+lock:  ## re-resolve the environment from pyproject.toml into requirements.lock, and the serving locks from it
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet pip==$(PIP_VERSION)
 	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
 	( echo "# Pinned environment: regenerate with 'make lock'. torch is the CPU build's version (pip freeze says 2.13.0+cpu)."; \
 	  .lock-venv/bin/python -m pip freeze --all --exclude-editable | grep -v '^pip==' | sed 's/^torch==2.13.0+cpu$$/torch==2.13.0/' ) > requirements.lock
+	.lock-venv/bin/python deploy/serve_lock.py  # the serving locks: the same versions, without what only training needs
 	rm -rf .lock-venv
 
-clean:  ## remove the virtual environment, docs build and test outputs (never data/raw, mlflow.db or models/)
-	rm -rf $(VENV) $(TEST_DIR) .lock-venv _proc _docs
+clean:  ## remove the virtual environment, docs build, image contexts and test outputs (never data/raw, mlflow.db or models/)
+	rm -rf $(VENV) $(TEST_DIR) .lock-venv _proc _docs build

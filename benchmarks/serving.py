@@ -124,9 +124,11 @@ class Target:
             raise RuntimeError(f"{self.name}: {answered} predictions for {rows} rows")
 
 
-def one_row(target: Target, rows: list[dict], repeats: int) -> list[float]:
+def one_row(target: Target, rows: list[dict], repeats: int, headers: dict | None = None) -> list[float]:
     bodies = [target.body([r]) for r in rows]
-    with httpx.Client(timeout=30, headers=JSON) as client:  # keep-alive: one connection for every request
+    with httpx.Client(
+        timeout=30, headers={**JSON, **(headers or {})}
+    ) as client:  # keep-alive: one connection for every request
         for i in range(50):
             target.check(client.post(target.url, content=bodies[i % len(bodies)]), 1)
         out = []

@@ -34,6 +34,10 @@ PHASES = {  # subpackage -> (chapters, what it is)
     ),
     "serve": ("40–46", "the model in use: rows checked, the predictor, batch scoring, keys, the log, the service"),
     "monitor": ("50–53", "is the model still right: drift, quality, performance, the report, the check, retraining"),
+    "deploy": (
+        "60–62",
+        "leaving the laptop: the container image of the service, the stack behind a load balancer, the release",
+    ),
 }
 HAND_WRITTEN = {  # module -> (chapter, what it is; why it is not a notebook)
     "ml_project.errors": (0, "the project's error types, one line each at the command line (tests/test_errors.py)"),
@@ -51,6 +55,10 @@ HAND_WRITTEN = {  # module -> (chapter, what it is; why it is not a notebook)
         "uvicorn's httptools protocol with a deadline and size caps on a request's head (tests/test_hostile.py)",
     ),
     "ml_project.serve.mlflow_model": (41, "the MLflow `pyfunc` model (from code) answering through `ModelPredictor`"),
+    "ml_project.deploy.image": (
+        60,
+        "the service's container image: build context, serving lock, Debian base, build (tests/test_image.py)",
+    ),
     "ml_project.cli.common": (
         99,
         "the `ml-project` command's app, options, errors and logging (tests/test_hardening.py)",
@@ -60,6 +68,7 @@ HAND_WRITTEN = {  # module -> (chapter, what it is; why it is not a notebook)
         "`train`, `evaluate`, `predict`, `run`, `tune`, `data`, `infer-schema`, `init-config`",
     ),
     "ml_project.cli.operations": (99, "`serve`, `monitor`, `keys`, `services`"),
+    "ml_project.cli.deploy": (99, "`image build`, `image base`"),
 }
 COMMANDS = {  # module -> how a user reaches it
     "settings": "every command reads `settings.ini` and `ML_PROJECT_*`",
@@ -134,7 +143,7 @@ models/                 <- trained pipelines (model.joblib) with metadata.json (
   registry/               verified local copies of registered versions (<name>/v<version>/)
 tests/                  <- pytest: config errors, data integrity, leakage, estimators, layering, end to end
 docs/                   <- hand-written pages (requirements, architecture, operations), the site's build, these maps
-deploy/                 <- Prometheus alert rules and their tests
+deploy/                 <- Containerfile, the serving locks' inputs, podman settings; Prometheus alert rules and tests
 benchmarks/             <- scripts that print speed and quality figures beside their references
 .ci/run                 <- what CI runs on a fresh clone: make test"""
 

@@ -253,7 +253,8 @@ def validate(
     for name, spec in schema.columns.items():
         if spec.dtype == "category":
             levels = spec.allowed if spec.allowed is not None else sorted(frame[name].dropna().unique())
-            frame[name] = pd.Categorical(frame[name], categories=levels)
+            # object levels, not pandas' Arrow strings: a model fitted on them then loads where pyarrow is not installed
+            frame[name] = pd.Categorical(frame[name], categories=pd.Index(levels, dtype=object))
     return frame
 
 # %% ../nbs/04_data.ipynb #3d2485f1

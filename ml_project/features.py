@@ -97,8 +97,8 @@ def churn_columns(
     has_internet = np.asarray(X["internet_service"] != "No", dtype="int64")
     average = _floats(X["total_charges"]) / np.clip(tenure, 1, None)
     return {
-        "tenure_band": (
-            pd.Categorical.from_codes(band, TENURE_LABELS, ordered=True)
+        "tenure_band": (  # object levels, not Arrow strings: a model fitted on them loads without pyarrow
+            pd.Categorical.from_codes(band, pd.Index(TENURE_LABELS, dtype=object), ordered=True)
             if isinstance(X, pd.DataFrame)
             else np.where(band >= 0, np.asarray(TENURE_LABELS, dtype=object)[band], np.nan)
         ),

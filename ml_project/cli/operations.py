@@ -26,14 +26,21 @@ def serve(
         str,
         typer.Option(
             "--model",
+            envvar="ML_PROJECT_SERVE_MODEL",  # the image sets these four (deploy/Containerfile)
             help="A registered model (its champion, followed as it changes), name@alias, name:version, or a folder",
         ),
     ] = "churn",
     host: Annotated[
-        str, typer.Option(help="Address to listen on (beyond 127.0.0.1 only with API keys, or --insecure)")
+        str,
+        typer.Option(
+            envvar="ML_PROJECT_SERVE_HOST",
+            help="Address to listen on (beyond 127.0.0.1 only with API keys, or --insecure)",
+        ),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port")] = 8080,
-    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes")] = 1,
+    port: Annotated[int, typer.Option(envvar="ML_PROJECT_SERVE_PORT", help="Port")] = 8080,
+    workers: Annotated[
+        int, typer.Option(min=1, envvar="ML_PROJECT_SERVE_WORKERS", help="uvicorn worker processes")
+    ] = 1,
     ssl_certfile: Annotated[str | None, typer.Option(help="TLS certificate (PEM)")] = None,
     ssl_keyfile: Annotated[str | None, typer.Option(help="TLS private key (PEM)")] = None,
     insecure: Annotated[bool, typer.Option(help="Allow a non-local address without API keys")] = False,

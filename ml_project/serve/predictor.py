@@ -9,6 +9,7 @@ Docs: https://ml-project.github.io/ml-project/serve.predictor.html.md"""
 # %% ../../nbs/41_serve.predictor.ipynb #98fe0f23
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,9 +79,12 @@ class ModelPredictor:
         path: str | Path,  # a saved model's folder, from the project root or absolute
         settings: Settings | None = None,
     ) -> ModelPredictor:
-        "The model saved in `path` (under `models/`)."
+        "The model saved in `path` (under `models/`); a registry version's copy (`models/registry/<name>/v<N>`, as the image holds one) keeps its name and version."
         pipeline, metadata = load_model(path, settings)
-        return cls(pipeline, metadata, name=Path(path).name)
+        folder = Path(path).parent if Path(path).suffix == ".joblib" else Path(path)
+        if folder.parent.parent.name == "registry" and re.fullmatch(r"v\d+", folder.name):
+            return cls(pipeline, metadata, name=folder.parent.name, version=folder.name[1:])
+        return cls(pipeline, metadata, name=folder.name)
 
     @classmethod
     def from_registry(
@@ -178,11 +182,13 @@ def _pipeline_frame(predictor: ModelPredictor, typed: dict, index: list) -> pd.D
         if levels is not None and predictor.schema[column]["dtype"] == "category":
             if isinstance(values, pd.Categorical):
                 values = values.set_categories(
-                    [*levels, *(c for c in values.categories if c not in predictor._allowed[column])]
+                    pd.Index(
+                        [*levels, *(c for c in values.categories if c not in predictor._allowed[column])], dtype=object
+                    )
                 )
             else:
                 new = [v for v in pd.unique(values[~pd.isna(values)]) if v not in predictor._allowed[column]]
-                values = pd.Categorical(values, categories=[*levels, *new])
+                values = pd.Categorical(values, categories=pd.Index([*levels, *new], dtype=object))  # as in training
         columns[column] = values
     return pd.DataFrame(columns, index=index)
 

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'REFERENCE_ROWS', 'problem_name', 'registered_name', 'model_dir', 'input_schema', 'git_state',
-           'write_reference', 'save_model', 'load_model', 'publish_model', 'recorded_rows']
+           'write_reference', 'save_model', 'verify_model', 'load_model', 'publish_model', 'recorded_rows']
 
 # %% ../../nbs/21_train.files.ipynb #83541849
 def problem_name(
@@ -224,11 +224,11 @@ def _in_project(path: Path | str, settings: Settings) -> Path:
     return (path if path.is_absolute() else settings.root / path).resolve()
 
 
-def load_model(
+def verify_model(
     path: Path | str,  # a model's folder (or its model.joblib), relative to the project root or absolute
     settings: Settings | None = None,  # where `models/` is (default: `get_settings()`)
-) -> tuple[Pipeline, dict]:
-    "The pipeline and metadata saved by `save_model`, after checking the folder lies under `models/` and the file matches its SHA-256."
+) -> tuple[Path, dict]:
+    "The folder and metadata of the model in `path`, after checking it lies under `models/` and its file matches its SHA-256; nothing is deserialised."
     settings = settings or get_settings()
     folder = _in_project(path, settings)
     if folder.is_file():
@@ -240,16 +240,29 @@ def load_model(
     meta_file = folder / "metadata.json"
     if not meta_file.is_file():
         raise ModelIntegrityError(f"No metadata.json in {folder}: cannot verify the model, so it is not loaded")
-    metadata = json.loads(meta_file.read_text())
-    artefact = folder / metadata["artefact"]
-    if not artefact.is_file():
-        raise ModelIntegrityError(f"Model file missing: {artefact}")
-    actual = file_digest(artefact, "sha256")
+    artefact = folder / "model.joblib"
+    try:
+        metadata = json.loads(meta_file.read_text())
+        artefact = folder / metadata["artefact"]
+        if not artefact.is_file():
+            raise ModelIntegrityError(f"Model file missing: {artefact}")
+        actual = file_digest(artefact, "sha256")
+    except OSError as e:  # e.g. a container user the files are not readable by
+        raise ModelIntegrityError(f"Cannot read {e.filename or artefact}: {e.strerror}; not loaded") from None
     if actual != metadata["sha256"]:
         raise ModelIntegrityError(
             f"{artefact} does not match its recorded hash: recorded sha256 {metadata['sha256']}, file sha256 {actual}; not loaded"
         )
-    return joblib.load(artefact), metadata
+    return folder, metadata
+
+
+def load_model(
+    path: Path | str,  # a model's folder (or its model.joblib), relative to the project root or absolute
+    settings: Settings | None = None,  # where `models/` is (default: `get_settings()`)
+) -> tuple[Pipeline, dict]:
+    "The pipeline and metadata saved by `save_model`, loaded only once `verify_model` has checked them."
+    folder, metadata = verify_model(path, settings)
+    return joblib.load(folder / metadata["artefact"]), metadata
 
 # %% ../../nbs/21_train.files.ipynb #b2e08ad5
 def publish_model(
