@@ -26,7 +26,7 @@ DOCS_PORT ?= 8000
 NB ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install browser prometheus postgres containers base-image image services services-stop run serve monitor demo-drift test test-notebooks test-unit test-lane-notebooks test-lane-package lint format export maps lab mlflow-ui docs docs-outputs docs-serve readme lock clean
+.PHONY: help install browser prometheus postgres containers base-image image stack stack-down services services-stop run serve monitor demo-drift test test-notebooks test-unit test-lane-notebooks test-lane-package lint format export maps lab mlflow-ui docs docs-outputs docs-serve readme lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -63,15 +63,24 @@ ENGINE ?=
 MODEL ?= churn
 BASE ?=
 
-containers:  ## podman, runc and mmdebstrap (Debian packages) to build and run the service's image
-	@command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null || \
-		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q podman runc mmdebstrap; }
+containers:  ## podman, runc, mmdebstrap and podman-compose (Debian packages): the image and the stack
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null && \
+		command -v podman-compose >/dev/null || \
+		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q podman runc mmdebstrap podman-compose; }
 
 base-image: install containers  ## the Debian base image (bookworm minbase + python3, mmdebstrap, ~30 s), unless built already
 	$(BIN)/ml-project image base $(if $(ENGINE),--engine $(ENGINE))
 
 image: install containers  ## the service's image with MODEL's verified files (MODEL=churn; BASE=python:3.11-slim to build on it)
 	$(BIN)/ml-project image build $(if $(MODEL),--model $(MODEL)) $(if $(BASE),--base $(BASE)) $(if $(ENGINE),--engine $(ENGINE))
+
+STACK_PORT ?= 8088
+
+stack: install containers  ## MODEL's image x2 behind HAProxy on 127.0.0.1:8088, Prometheus on :9090 (deploy/compose.yaml)
+	$(BIN)/ml-project stack up $(if $(MODEL),--model $(MODEL)) --port $(STACK_PORT) $(if $(BASE),--base $(BASE)) $(if $(ENGINE),--engine $(ENGINE))
+
+stack-down: install  ## stop the stack (its prediction log and metrics stay in their volumes)
+	$(BIN)/ml-project stack down $(if $(ENGINE),--engine $(ENGINE))
 
 prometheus:  ## promtool (Debian package prometheus) to check and unit-test deploy/prometheus/
 	@command -v promtool >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q prometheus; }

@@ -59,6 +59,10 @@ HAND_WRITTEN = {  # module -> (chapter, what it is; why it is not a notebook)
         60,
         "the service's container image: build context, serving lock, Debian base, build (tests/test_image.py)",
     ),
+    "ml_project.deploy.stack": (
+        61,
+        "the stack: API replicas behind HAProxy, Prometheus, from deploy/compose.yaml (tests/test_stack.py)",
+    ),
     "ml_project.cli.common": (
         99,
         "the `ml-project` command's app, options, errors and logging (tests/test_hardening.py)",
@@ -68,7 +72,7 @@ HAND_WRITTEN = {  # module -> (chapter, what it is; why it is not a notebook)
         "`train`, `evaluate`, `predict`, `run`, `tune`, `data`, `infer-schema`, `init-config`",
     ),
     "ml_project.cli.operations": (99, "`serve`, `monitor`, `keys`, `services`"),
-    "ml_project.cli.deploy": (99, "`image build`, `image base`"),
+    "ml_project.cli.deploy": (99, "`image build`, `image base`, `stack up`, `stack down`, `stack status`"),
 }
 COMMANDS = {  # module -> how a user reaches it
     "settings": "every command reads `settings.ini` and `ML_PROJECT_*`",

@@ -27,6 +27,7 @@ from ml_project.serve.predictor import ModelPredictor
 os.environ.setdefault("CONTAINERS_CONF", str(REPO / "deploy" / "podman" / "containers.conf"))
 os.environ.setdefault("BUILDAH_ISOLATION", "chroot")
 KEY = "image-test-key-0123456789"
+REPOSITORY = f"ml-project-test-{os.getpid()}"  # a tag of its own: another run on this machine builds beside it
 KEYS_ENV = {"ML_PROJECT_API_KEYS": "env:ML_PROJECT_KEYS", "ML_PROJECT_KEYS": f"ci predict {key_digest(KEY)}"}
 
 
@@ -65,6 +66,7 @@ def test_the_lock_follows_the_model_family_read_from_metadata():
     assert image.serving_lock(None, REPO).name == "requirements-serve-fetch.lock"
     assert image.image_tag("churn", "3") == "ml-project/churn:3"
     assert image.image_tag("My_Model", None, "ab" * 32) == "ml-project/my_model:sha-abababababab"
+    assert image.image_tag("churn", "3", repository="registry.example.com/team") == "registry.example.com/team/churn:3"
 
 
 def test_the_built_wheel_holds_every_module(tmp_path):
@@ -96,7 +98,7 @@ def engine():
 @pytest.fixture
 def built(trained_churn, engine):
     "The churn__fast champion's image, built from the registry as `make image MODEL=churn__fast` builds it."
-    context = image.prepare_context("churn__fast", trained_churn)
+    context = image.prepare_context("churn__fast", trained_churn, repository=REPOSITORY)
     tag = image.build_image(context, engine=engine)
     yield trained_churn, context, tag
     subprocess.run([engine, "rmi", "-f", tag], capture_output=True)
@@ -105,6 +107,7 @@ def built(trained_churn, engine):
 def test_the_image_answers_as_the_predictor_does(built, engine):
     settings, context, tag = built
     assert context.model["version"] == "1" and context.lock.name == "requirements-serve.lock"
+    assert tag == f"{REPOSITORY}/churn__fast:1"
     labels = json.loads(subprocess.run([engine, "image", "inspect", "--format", "{{json .Labels}}", tag],
                                        capture_output=True, text=True, check=True).stdout)  # fmt: skip
     assert labels["io.ml-project.model.sha256"] == context.model["sha256"]

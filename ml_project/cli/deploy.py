@@ -1,4 +1,4 @@
-"""`ml-project` commands of deployment: image (build, base).
+"""`ml-project` commands of deployment: image (build, base), stack (up, down, status).
 
 Hand-written: each command parses its options, calls one function of `ml_project.deploy` and prints what it returns.
 """
@@ -15,6 +15,12 @@ from ml_project.cli.common import _fail, _project_errors, _setup, app
 image_app = typer.Typer(help="The prediction service's container image (deploy/Containerfile).", no_args_is_help=True)
 app.add_typer(image_app, name="image")
 Engine = Annotated[str | None, typer.Option(help="podman or docker (default: podman if installed, else docker)")]
+Repository = Annotated[
+    str,
+    typer.Option(
+        help="The image's repository, e.g. registry.example.com/team/ml-project (tag: <it>/<model>:<version>)"
+    ),
+]
 
 
 @image_app.command("build")
@@ -31,13 +37,14 @@ def image_build(
         typer.Option(help="The base image, e.g. python:3.11-slim (default: a Debian one made here with mmdebstrap)"),
     ] = None,
     engine: Engine = None,
+    repository: Repository = "ml-project",
 ):
     "Build the service's image with a model's verified files in it; print its tag and size."
     from ml_project.deploy import image
 
     settings = _setup(None)
     try:
-        context = image.prepare_context(model, settings)
+        context = image.prepare_context(model, settings, repository=repository)
         tag = image.build_image(context, base, engine)
         size = image.image_size(tag, image.container_engine(engine))
     except _project_errors() as e:
@@ -59,3 +66,64 @@ def image_base(
         typer.echo(image.build_base_image(engine, rebuild=rebuild))
     except _project_errors() as e:
         _fail(str(e), 1)
+
+
+stack_app = typer.Typer(
+    help="The production stack: API replicas behind HAProxy, Prometheus (deploy/compose.yaml).", no_args_is_help=True
+)
+app.add_typer(stack_app, name="stack")
+
+
+@stack_app.command("up")
+def stack_up(
+    model: Annotated[
+        str, typer.Option("--model", help="The model to serve: name (its champion), name:version")
+    ] = "churn",
+    port: Annotated[int, typer.Option(help="The balancer's port on 127.0.0.1")] = 8088,
+    prometheus_port: Annotated[int, typer.Option(help="Prometheus' port on 127.0.0.1")] = 9090,
+    base: Annotated[str | None, typer.Option(help="The base image (default: the Debian one made here)")] = None,
+    engine: Engine = None,
+    repository: Repository = "ml-project",
+):
+    "Start the stack with the model's image (built when missing); print where it answers and the client key's file."
+    from ml_project.deploy import stack
+
+    settings = _setup(None)
+    try:
+        up = stack.stack_up(model, settings, port, prometheus_port, engine, base, repository=repository)
+    except _project_errors() as e:
+        _fail(str(e), 1)
+    typer.echo(
+        f"{up.image} behind {up.url} (Prometheus: {up.prometheus}); client key in {settings.relative(up.key_file)}"
+    )
+
+
+@stack_app.command("down")
+def stack_down(
+    volumes: Annotated[bool, typer.Option(help="Also remove the prediction log and Prometheus' data")] = False,
+    engine: Engine = None,
+):
+    "Stop and remove the stack's containers (its volumes stay unless --volumes)."
+    from ml_project.deploy import stack
+
+    settings = _setup(None, quiet=True)
+    try:
+        stack.stack_down(settings, engine, volumes)
+    except _project_errors() as e:
+        _fail(str(e), 1)
+    left = stack.stack_status(settings, engine)
+    if left:
+        _fail(f"still there: {', '.join(left)}", 1)
+    typer.echo("stack stopped")
+
+
+@stack_app.command("status")
+def stack_status(engine: Engine = None):
+    "The stack's containers and their states (exit 1 when one is not running)."
+    from ml_project.deploy import stack
+
+    found = stack.stack_status(_setup(None, quiet=True), engine)
+    for name, state in found.items():
+        typer.echo(f"{name}: {state}")
+    if not found or any(state != "running" for state in found.values()):
+        raise typer.Exit(1)

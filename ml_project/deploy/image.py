@@ -116,9 +116,10 @@ def image_tag(
     name: str,  # the model's registered name (or its folder's)
     version: str | None,  # its registry version; None for a folder outside the registry
     sha256: str = "",  # the model file's hash: tags a folder's model, which has no version
+    repository: str = "ml-project",  # where the image is to be pushed, e.g. registry.example.com/team/ml-project
 ) -> str:
-    "`ml-project/<name>:<version>` (a folder's model: `:sha-<first 12 of its hash>`)."
-    return f"ml-project/{name.lower()}:{version if version else 'sha-' + sha256[:12]}"
+    "`<repository>/<name>:<version>` (a folder's model: `:sha-<first 12 of its hash>`)."
+    return f"{repository}/{name.lower()}:{version if version else 'sha-' + sha256[:12]}"
 
 
 @dataclass
@@ -189,7 +190,8 @@ def _model_files(model: str, settings: Settings, into: Path) -> dict:
 def prepare_context(
     model: str | None,  # `churn` (its champion), `churn:3`, a folder under models/; None: fetched when it starts
     settings: Settings,  # the project root, models/ and the tracking URI
-    folder: Path | None = None,  # where to write it (default: build/image/<name>-v<version>/ at the root)
+    folder: Path | None = None,  # where to write it (default: build/image/<name>-<version>/ at the root)
+    repository: str = "ml-project",  # the tag's repository (`image_tag`)
 ) -> ImageContext:
     "A build context for deploy/Containerfile: wheels, the serving lock, the model's verified files."
     root = source_tree(settings)
@@ -199,8 +201,9 @@ def prepare_context(
         found = _model_files(model, settings, staging) if model else {}
         lock = serving_lock(found.get("metadata"), root)
         name = found.get("name", "service")
-        tag = image_tag(name, found.get("version") or (None if found else _package_version()), found.get("sha256", ""))
-        folder = folder or settings.root / "build" / "image" / tag.split("/", 1)[1].replace(":", "-")
+        version = found.get("version") or (None if found else _package_version())
+        tag = image_tag(name, version, found.get("sha256", ""), repository)
+        folder = folder or settings.root / "build" / "image" / tag.rsplit("/", 1)[1].replace(":", "-")
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         shutil.move(staging, folder / "model")
@@ -308,7 +311,7 @@ class Container:
         "SIGTERM (the service drains), SIGKILL after `timeout` seconds; then removed. Its exit code (0: drained)."
         subprocess.run([self.engine, "stop", "-t", str(timeout), self.name], capture_output=True)
         code = self.exit_code()
-        subprocess.run([self.engine, "rm", "-f", self.name], capture_output=True)
+        subprocess.run([self.engine, "rm", "-f", "-v", self.name], capture_output=True)  # -v: its anonymous volume
         return code
 
 

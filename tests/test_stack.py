@@ -1,0 +1,126 @@
+"""The production stack (deploy/compose.yaml, ml_project.deploy.stack): two replicas of the champion's image behind
+HAProxy, Prometheus on both. Requests spread over both replicas; one replica killed under a bounded load fails no
+request (the balancer retries elsewhere); Prometheus sees it down and the service-down alert fires; `down` leaves
+nothing running.
+
+Needs podman and podman-compose (`make containers`); skipped, saying so, without them. The stack is a project of its
+own (`ml-project-test`), on free ports of 127.0.0.1, with its keys under the test project's secrets/stack/.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+
+import httpx
+import pytest
+from conftest import REPO, free_port
+
+from ml_project.deploy import image, stack
+from ml_project.errors import ConfigError, ServiceError
+
+os.environ.setdefault("CONTAINERS_CONF", str(REPO / "deploy" / "podman" / "containers.conf"))
+os.environ.setdefault("BUILDAH_ISOLATION", "chroot")
+NAME = "ml-project-test"
+
+
+@pytest.fixture
+def running(trained_churn):
+    try:
+        engine = image.container_engine()
+        stack.compose(engine)
+    except (ServiceError, ConfigError) as e:
+        pytest.skip(f"no container engine or compose tool: {e}")
+    if engine == "podman" and subprocess.run(["podman", "info"], capture_output=True).returncode != 0:
+        pytest.skip("podman is installed but cannot run here (see deploy/podman/containers.conf)")
+    up = stack.stack_up(
+        "churn__fast",
+        trained_churn,
+        free_port(),
+        free_port(),
+        engine,
+        name=NAME,
+        repository=f"ml-project-test-{os.getpid()}",
+    )
+    yield trained_churn, engine, up
+    stack.stack_down(trained_churn, engine, volumes=True, name=NAME)
+    subprocess.run([engine, "rmi", "-f", up.image], capture_output=True)
+
+
+def _prometheus(up, query: str) -> list[dict]:
+    answer = httpx.get(f"{up.prometheus}/api/v1/query", params={"query": query}, timeout=10).json()
+    return answer["data"]["result"]
+
+
+def _until(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(1)
+    raise AssertionError(f"not within {timeout:.0f} s: {what}")
+
+
+def test_the_stack_spreads_survives_a_killed_replica_alerts_and_stops(running):
+    settings, engine, up = running
+    key = up.key_file.read_text().strip()
+    headers = {"Authorization": f"Bearer {key}"}
+    from ml_project.serve.predictor import ModelPredictor
+
+    row = ModelPredictor.load("churn__fast", settings).metadata["example"]
+    assert httpx.post(f"{up.url}/predict", json={"rows": [row]}).status_code == 401  # the replicas want the key
+    with httpx.Client(base_url=up.url, headers=headers, timeout=30) as client:
+        for _ in range(20):
+            answer = client.post("/predict", json={"rows": [row]})
+            assert answer.status_code == 200, answer.text
+
+    def both_counted():
+        counted = _prometheus(up, 'sum by (instance) (mlp_requests_total{endpoint="/predict"})')
+        return counted if sum(float(r["value"][1]) > 0 for r in counted) == 2 else None
+
+    spread = _until(both_counted, 60, "Prometheus counting requests on both replicas")
+    assert {r["metric"]["instance"] for r in spread} == {"api-1:8080", "api-2:8080"}
+
+    # A bounded load from 4 clients for 12 s; api-1 is killed (SIGKILL, no draining) 3 s in
+    failures, answered, stop_at = [], [0], time.monotonic() + 12
+
+    def client_loop():
+        with httpx.Client(base_url=up.url, headers=headers, timeout=30) as client:
+            while time.monotonic() < stop_at:
+                try:
+                    answer = client.post("/predict", json={"rows": [row]})
+                    if answer.status_code != 200:
+                        failures.append(f"{answer.status_code}: {answer.text[:200]}")
+                    else:
+                        answered[0] += 1
+                except httpx.HTTPError as e:
+                    failures.append(repr(e))
+
+    clients = [threading.Thread(target=client_loop) for _ in range(4)]
+    for c in clients:
+        c.start()
+    time.sleep(3)
+    subprocess.run([engine, "kill", f"{NAME}_api-1_1"], check=True, capture_output=True)
+    for c in clients:
+        c.join()
+    assert not failures, failures[:5]
+    assert answered[0] > 100  # the load was real
+
+    down = _until(lambda: _prometheus(up, 'up{job="ml-project"} == 0'), 30, "Prometheus seeing api-1 down")
+    assert [r["metric"]["instance"] for r in down] == ["api-1:8080"]
+    firing = _until(
+        lambda: [a for a in httpx.get(f"{up.prometheus}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+                 if a["labels"]["alertname"] == "PredictionServiceDown" and a["state"] == "firing"],
+        120, "the PredictionServiceDown alert firing",
+    )  # fmt: skip
+    assert firing[0]["labels"]["instance"] == "api-1:8080"
+    assert firing[0]["annotations"]["runbook"] == "docs/operations.md#service-down"
+
+    assert set(stack.stack_status(settings, engine, NAME).values()) == {"running", "exited"}  # api-1 stays down
+    stack.stack_down(settings, engine, name=NAME)
+    assert stack.stack_status(settings, engine, NAME) == {}  # nothing left running, or stopped
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{up.url}/ready", timeout=2)
