@@ -35,15 +35,8 @@ def running(trained_churn):
         pytest.skip(f"no container engine or compose tool: {e}")
     if engine == "podman" and subprocess.run(["podman", "info"], capture_output=True).returncode != 0:
         pytest.skip("podman is installed but cannot run here (see deploy/podman/containers.conf)")
-    up = stack.stack_up(
-        "churn__fast",
-        trained_churn,
-        free_port(),
-        free_port(),
-        engine,
-        name=NAME,
-        repository=f"ml-project-test-{os.getpid()}",
-    )
+    up = stack.stack_up("churn__fast", trained_churn, free_port(), free_port(), free_port(), engine, name=NAME,
+                        repository=f"ml-project-test-{os.getpid()}")  # fmt: skip
     yield trained_churn, engine, up
     stack.stack_down(trained_churn, engine, volumes=True, name=NAME)
     subprocess.run([engine, "rmi", "-f", up.image], capture_output=True)
@@ -72,6 +65,7 @@ def test_the_stack_spreads_survives_a_killed_replica_alerts_and_stops(running):
 
     row = ModelPredictor.load("churn__fast", settings).metadata["example"]
     assert httpx.post(f"{up.url}/predict", json={"rows": [row]}).status_code == 401  # the replicas want the key
+    assert stack.replica_states(up.stats) == {"api-1": "UP", "api-2": "UP"}  # `up` waits for both
     with httpx.Client(base_url=up.url, headers=headers, timeout=30) as client:
         for _ in range(20):
             answer = client.post("/predict", json={"rows": [row]})
@@ -111,6 +105,7 @@ def test_the_stack_spreads_survives_a_killed_replica_alerts_and_stops(running):
 
     down = _until(lambda: _prometheus(up, 'up{job="ml-project"} == 0'), 30, "Prometheus seeing api-1 down")
     assert [r["metric"]["instance"] for r in down] == ["api-1:8080"]
+    assert stack.replica_states(up.stats)["api-1"] != "UP"  # and the balancer sends it nothing
     firing = _until(
         lambda: [a for a in httpx.get(f"{up.prometheus}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
                  if a["labels"]["alertname"] == "PredictionServiceDown" and a["state"] == "firing"],

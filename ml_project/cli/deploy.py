@@ -81,6 +81,7 @@ def stack_up(
     ] = "churn",
     port: Annotated[int, typer.Option(help="The balancer's port on 127.0.0.1")] = 8088,
     prometheus_port: Annotated[int, typer.Option(help="Prometheus' port on 127.0.0.1")] = 9090,
+    stats_port: Annotated[int, typer.Option(help="The balancer's stats page on 127.0.0.1")] = 8404,
     base: Annotated[str | None, typer.Option(help="The base image (default: the Debian one made here)")] = None,
     engine: Engine = None,
     repository: Repository = "ml-project",
@@ -90,7 +91,7 @@ def stack_up(
 
     settings = _setup(None)
     try:
-        up = stack.stack_up(model, settings, port, prometheus_port, engine, base, repository=repository)
+        up = stack.stack_up(model, settings, port, prometheus_port, stats_port, engine, base, repository=repository)
     except _project_errors() as e:
         _fail(str(e), 1)
     typer.echo(

@@ -16,6 +16,7 @@ stack, spreads requests over it, kills a replica under load and watches Promethe
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -43,8 +44,8 @@ from ml_project.train.registry import fetch_model, parse_model_ref
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "PROJECT", "REPLICAS", "Stack", "compose", "model_label", "stack_down", "stack_keys", "stack_status", "stack_up",
-    "wait_healthy",
+    "PROJECT", "REPLICAS", "Stack", "compose", "model_label", "replica_states", "stack_down", "stack_keys",
+    "stack_status", "stack_up", "wait_healthy",
 ]  # fmt: skip
 
 PROJECT = "ml-project"  # the compose project's name: its containers, network and volumes start with it
@@ -57,6 +58,7 @@ class Stack:
 
     url: str  # the balancer, http://127.0.0.1:<port>
     prometheus: str  # http://127.0.0.1:<port>
+    stats: str  # HAProxy's stats page, http://127.0.0.1:<port>/stats
     image: str
     key_file: Path  # secrets/stack/client.key: the key clients send
 
@@ -89,9 +91,10 @@ def stack_keys(
     return keys
 
 
-def _environment(settings: Settings, image: str, base: str, port: int, prometheus_port: int) -> dict[str, str]:
+def _environment(settings: Settings, image: str, base: str, port: int, prometheus_port: int, stats_port: int = 0):
     return {**os.environ, "ML_PROJECT_IMAGE": image, "ML_PROJECT_BASE": base,
             "ML_PROJECT_STACK_PORT": str(port), "ML_PROJECT_PROMETHEUS_PORT": str(prometheus_port),
+            "ML_PROJECT_LB_STATS_PORT": str(stats_port),
             "ML_PROJECT_STACK_SECRETS": str(settings.root / "secrets" / "stack")}  # fmt: skip
 
 
@@ -130,6 +133,13 @@ def model_label(tag: str, engine: str) -> str:
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
+def replica_states(stats: str) -> dict[str, str]:
+    "Each replica's state as the balancer sees it (`UP`, `DOWN`, `MAINT`...), from its stats page's CSV."
+    with urllib.request.urlopen(f"{stats};csv", timeout=5) as answer:
+        rows = list(csv.DictReader(line.lstrip("# ") for line in answer.read().decode().splitlines()))
+    return {r["svname"]: r["status"] for r in rows if r["pxname"] == "replicas" and r["svname"] in REPLICAS}
+
+
 def wait_healthy(url: str, timeout: float = 120) -> float:
     "Seconds until `url` answers 200."
     started = time.perf_counter()
@@ -149,22 +159,29 @@ def stack_up(
     settings: Settings,
     port: int = 8088,  # the balancer on 127.0.0.1
     prometheus_port: int = 9090,  # Prometheus on 127.0.0.1
+    stats_port: int = 8404,  # HAProxy's stats page on 127.0.0.1
     engine: str | None = None,
     base: str | None = None,  # the base image (default: the Debian one `ml-project image base` makes)
     name: str = PROJECT,  # the compose project: its containers are <name>_<service>_1
     repository: str = "ml-project",  # the image's repository (`image_tag`)
 ) -> Stack:
-    "Start the stack with `model`'s image; return once the balancer answers /ready."
+    "Start the stack with `model`'s image; return once the balancer sends to every replica."
     engine = container_engine(engine)
     base = base or build_base_image(engine)  # made once with mmdebstrap, kept
     image = _image_for(model, settings, engine, base, repository)
     keys = stack_keys(settings.root / "secrets" / "stack")
-    env = _environment(settings, image, base, port, prometheus_port)
+    env = _environment(settings, image, base, port, prometheus_port, stats_port)
     log.info("starting the stack: %s x%d behind HAProxy on 127.0.0.1:%d", image, len(REPLICAS), port)
     _run_compose(settings, engine, env, name, "up", "-d")
-    wait_healthy(f"http://127.0.0.1:{port}/ready")
-    return Stack(url=f"http://127.0.0.1:{port}", prometheus=f"http://127.0.0.1:{prometheus_port}", image=image,
-                 key_file=keys.parent / "client.key")  # fmt: skip
+    stats = f"http://127.0.0.1:{stats_port}/stats"
+    wait_healthy(stats)
+    deadline = time.monotonic() + 120
+    while set(replica_states(stats).values()) != {"UP"} or len(replica_states(stats)) < len(REPLICAS):
+        if time.monotonic() > deadline:
+            raise ServiceError(f"the balancer does not see every replica up: {replica_states(stats)}")
+        time.sleep(0.5)
+    return Stack(url=f"http://127.0.0.1:{port}", prometheus=f"http://127.0.0.1:{prometheus_port}", stats=stats,
+                 image=image, key_file=keys.parent / "client.key")  # fmt: skip
 
 
 def stack_down(
