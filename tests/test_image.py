@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 
 import httpx
 import pytest
 from conftest import REPO, free_port
+
+sys.path.insert(0, str(REPO / "deploy"))
+from serve_lock import pins  # the lock reader that writes the serving locks
 
 from ml_project.deploy import image
 from ml_project.errors import ConfigError, ServiceError
@@ -31,27 +33,20 @@ REPOSITORY = f"ml-project-test-{os.getpid()}"  # a tag of its own: another run o
 KEYS_ENV = {"ML_PROJECT_API_KEYS": "env:ML_PROJECT_KEYS", "ML_PROJECT_KEYS": f"ci predict {key_digest(KEY)}"}
 
 
-def _pins(lock) -> dict[str, str]:
-    return {
-        re.sub(r"[-_.]+", "-", n).lower(): v
-        for n, v in (line.split("==") for line in lock.read_text().splitlines() if "==" in line)
-    }
-
-
 def test_the_serving_locks_are_the_full_locks_versions_without_training():
-    full = _pins(REPO / "requirements.lock")
+    full = pins(REPO / "requirements.lock")
     for name in ("requirements-serve.lock", "requirements-serve-torch.lock", "requirements-serve-fetch.lock"):
-        serve = _pins(REPO / name)
+        serve = pins(REPO / name)
         assert {n: v for n, v in serve.items() if n != "xgboost-cpu"} == {
             n: full[n] for n in serve if n != "xgboost-cpu"
         }, name
         assert serve["xgboost-cpu"] == full["xgboost"]  # the same module and version, CPU only
         for training_only in ("jupyterlab", "sphinx", "dvc", "optuna", "papermill", "nbdev", "matplotlib", "xgboost"):
             assert training_only not in serve, (name, training_only)
-    assert "torch" not in _pins(REPO / "requirements-serve.lock")
-    assert {"torch", "skorch"} <= set(_pins(REPO / "requirements-serve-torch.lock"))
-    assert "mlflow-skinny" in _pins(REPO / "requirements-serve-fetch.lock")
-    assert "mlflow-skinny" not in _pins(REPO / "requirements-serve-torch.lock")
+    assert "torch" not in pins(REPO / "requirements-serve.lock")
+    assert {"torch", "skorch"} <= set(pins(REPO / "requirements-serve-torch.lock"))
+    assert "mlflow-skinny" in pins(REPO / "requirements-serve-fetch.lock")
+    assert "mlflow-skinny" not in pins(REPO / "requirements-serve-torch.lock")
 
 
 def test_the_lock_follows_the_model_family_read_from_metadata():

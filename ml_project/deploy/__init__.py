@@ -38,7 +38,6 @@ _MODULES = {
         "stack_keys",
         "stack_status",
         "stack_up",
-        "wait_healthy",
     ],
 }
 _WHERE = {name: module for module, names in _MODULES.items() for name in names}
@@ -68,7 +67,6 @@ __all__ = [
     "stack_keys",
     "stack_status",
     "stack_up",
-    "wait_healthy",
     "wait_ready",
     "warm_up",
 ]

@@ -31,6 +31,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -342,10 +345,6 @@ def wait_ready(
     timeout: float = 60,  # seconds
 ) -> float:
     "Seconds until the container's /ready answers 200; a clear error, with its log, if it stops or never does."
-    import time
-    import urllib.error
-    import urllib.request
-
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
         try:

@@ -16,6 +16,7 @@ stack, spreads requests over it, kills a replica under load and watches Promethe
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -30,22 +31,26 @@ from pathlib import Path
 
 from ml_project.deploy.image import (
     BASE_IMAGE,
+    _run,
     build_base_image,
     build_image,
     container_engine,
     image_exists,
+    image_tag,
     prepare_context,
+    source_tree,
 )
 from ml_project.errors import ServiceError
 from ml_project.serve.keys import add_api_key
 from ml_project.settings import Settings
+from ml_project.train.files import verify_model
 from ml_project.train.registry import fetch_model, parse_model_ref
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "PROJECT", "REPLICAS", "Stack", "compose", "model_label", "replica_states", "stack_down", "stack_keys",
-    "stack_status", "stack_up", "wait_healthy",
+    "stack_status", "stack_up",
 ]  # fmt: skip
 
 PROJECT = "ml-project"  # the compose project's name: its containers, network and volumes start with it
@@ -98,25 +103,13 @@ def _environment(settings: Settings, image: str, base: str, port: int, prometheu
             "ML_PROJECT_STACK_SECRETS": str(settings.root / "secrets" / "stack")}  # fmt: skip
 
 
-def _compose_file(settings: Settings) -> Path:
-    from ml_project.deploy.image import source_tree
-
-    return source_tree(settings) / "deploy" / "compose.yaml"
-
-
-def _run_compose(settings: Settings, engine: str | None, env: dict, name: str, *args: str, check=True) -> str:
-    command = [*compose(engine), "-p", name, "-f", str(_compose_file(settings)), *args]
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    if check and done.returncode != 0:
-        raise ServiceError(f"{' '.join(command[:2])} {' '.join(args)} failed:\n{(done.stderr or done.stdout)[-3000:]}")
-    return done.stdout
+def _run_compose(settings: Settings, engine: str | None, env: dict, name: str, *args: str) -> str:
+    command = [*compose(engine), "-p", name, "-f", str(source_tree(settings) / "deploy" / "compose.yaml"), *args]
+    return _run(command, f"compose {args[0]}", env=env).stdout
 
 
 def _image_for(model: str, settings: Settings, engine: str, base: str | None, repository: str) -> str:
     "The image of `model` (its champion's version now): one the engine has, if its model's hash is this one's; else built."
-    from ml_project.deploy.image import image_tag
-    from ml_project.train.files import verify_model
-
     folder, info = fetch_model(parse_model_ref(model, settings), settings)
     if info["version"]:
         tag = image_tag(info["name"], info["version"], repository=repository)
@@ -140,20 +133,6 @@ def replica_states(stats: str) -> dict[str, str]:
     return {r["svname"]: r["status"] for r in rows if r["pxname"] == "replicas" and r["svname"] in REPLICAS}
 
 
-def wait_healthy(url: str, timeout: float = 120) -> float:
-    "Seconds until `url` answers 200."
-    started = time.perf_counter()
-    while time.perf_counter() - started < timeout:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return time.perf_counter() - started
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    raise ServiceError(f"{url} did not answer 200 within {timeout:.0f} s")
-
-
 def stack_up(
     model: str,  # `churn` (its champion), `churn:3`, or a folder
     settings: Settings,
@@ -174,12 +153,13 @@ def stack_up(
     log.info("starting the stack: %s x%d behind HAProxy on 127.0.0.1:%d", image, len(REPLICAS), port)
     _run_compose(settings, engine, env, name, "up", "-d")
     stats = f"http://127.0.0.1:{stats_port}/stats"
-    wait_healthy(stats)
-    deadline = time.monotonic() + 120
-    while set(replica_states(stats).values()) != {"UP"} or len(replica_states(stats)) < len(REPLICAS):
+    deadline, states = time.monotonic() + 120, {}
+    while states != dict.fromkeys(REPLICAS, "UP"):
         if time.monotonic() > deadline:
-            raise ServiceError(f"the balancer does not see every replica up: {replica_states(stats)}")
+            raise ServiceError(f"the balancer does not see every replica up within 120 s: {states or 'no answer'}")
         time.sleep(0.5)
+        with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):  # the balancer still starting
+            states = replica_states(stats)
     return Stack(url=f"http://127.0.0.1:{port}", prometheus=f"http://127.0.0.1:{prometheus_port}", stats=stats,
                  image=image, key_file=keys.parent / "client.key")  # fmt: skip
 
