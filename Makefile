@@ -26,7 +26,7 @@ DOCS_PORT ?= 8000
 NB ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install browser prometheus postgres containers base-image image stack stack-down services services-stop run serve monitor demo-drift test test-notebooks test-unit test-lane-notebooks test-lane-package lint format export maps lab mlflow-ui docs docs-outputs docs-serve readme lock clean
+.PHONY: help install browser prometheus postgres containers base-image image stack release stack-down services services-stop run serve monitor demo-drift test test-notebooks test-unit test-lane-notebooks test-lane-package lint format export maps lab mlflow-ui docs docs-outputs docs-serve readme lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -78,6 +78,9 @@ STACK_PORT ?= 8088
 
 stack: install containers  ## MODEL's image x2 behind HAProxy on 127.0.0.1:8088, Prometheus on :9090 (deploy/compose.yaml)
 	$(BIN)/ml-project stack up $(if $(MODEL),--model $(MODEL)) --port $(STACK_PORT) $(if $(BASE),--base $(BASE)) $(if $(ENGINE),--engine $(ENGINE))
+
+release: install containers  ## MODEL's champion onto the running stack: gates, then blue/green (ROLLBACK=1: the slot before)
+	$(BIN)/ml-project release --model $(MODEL) $(if $(ROLLBACK),--rollback)
 
 stack-down: install  ## stop the stack (its prediction log and metrics stay in their volumes)
 	$(BIN)/ml-project stack down $(if $(ENGINE),--engine $(ENGINE))
@@ -135,7 +138,7 @@ test-unit: install  ## pytest tests/: the package, commands, services, docs site
 
 # `make test`'s two lanes, of about equal length on two cores: the notebooks, then the search and services tests;
 # and the rest of tests/. Each pytest run has a folder of its own.
-SECOND_LANE_TESTS := tests/test_tuning.py tests/test_services.py tests/test_search.py tests/test_mlflow_ui.py tests/test_image.py
+SECOND_LANE_TESTS := tests/test_tuning.py tests/test_services.py tests/test_search.py tests/test_mlflow_ui.py tests/test_image.py tests/test_release.py
 
 test-lane-notebooks: test-notebooks
 	ML_PROJECT_ROOT=$(CURDIR) $(call test_env,$(TEST_DIR)/unit-search) $(BIN)/pytest $(SECOND_LANE_TESTS) -p no:cacheprovider -q --durations=10

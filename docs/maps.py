@@ -63,6 +63,10 @@ HAND_WRITTEN = {  # module -> (chapter, what it is; why it is not a notebook)
         61,
         "the stack: API replicas behind HAProxy, Prometheus, from deploy/compose.yaml (tests/test_stack.py)",
     ),
+    "ml_project.deploy.release": (
+        62,
+        "the release: a champion through its gates onto the stack, blue/green, and back (tests/test_release.py)",
+    ),
     "ml_project.cli.common": (
         99,
         "the `ml-project` command's app, options, errors and logging (tests/test_hardening.py)",

@@ -6,6 +6,7 @@ Modules:
 - `ml_project.config`: Experiment configs in YAML, validated before anything runs; a search config's families, each as a config of its own.
 - `ml_project.data`: Acquire raw data once, version it with DVC, verify its hash on every run, and load it validated against its schema and correctly typed.
 - `ml_project.deploy.image`: The prediction service as a container image: its build context, its base, the build, and the warm-up inside it.
+- `ml_project.deploy.release`: The release: the registry's champion through its gates, then onto the running stack blue/green; and back.
 - `ml_project.deploy.stack`: The production stack on one machine: API replicas behind HAProxy, Prometheus on every replica (deploy/compose.yaml).
 - `ml_project.eda`: A first look at a problem's data: its shape, what is missing, how each column is distributed, how columns relate, and how each one relates to the target.
 - `ml_project.errors`: The project's own errors: each is a mistake a user can fix, and its message says what is wrong and where.

@@ -136,6 +136,21 @@ def in_process_client(settings, keys=(), **changes):
     return TestClient(create_app("churn__fast", settings, keys=list(keys), prediction_log=log)), log
 
 
+def compose_or_skip() -> str:
+    "The container engine, for a test that runs a stack; skipped, saying why, without an engine or a compose tool."
+    from ml_project.deploy import image, stack
+    from ml_project.errors import ConfigError, ServiceError
+
+    try:
+        engine = image.container_engine()
+        stack.compose(engine)
+    except (ServiceError, ConfigError) as e:
+        pytest.skip(f"no container engine or compose tool: {e}")
+    if engine == "podman" and subprocess.run(["podman", "info"], capture_output=True).returncode != 0:
+        pytest.skip("podman is installed but cannot run here (see deploy/podman/containers.conf)")
+    return engine
+
+
 def free_port() -> int:
     "A free TCP port on 127.0.0.1, for a server a test starts (the only address tests talk to)."
     import socket

@@ -16,10 +16,9 @@ import time
 
 import httpx
 import pytest
-from conftest import REPO, free_port
+from conftest import REPO, compose_or_skip, free_port
 
-from ml_project.deploy import image, stack
-from ml_project.errors import ConfigError, ServiceError
+from ml_project.deploy import stack
 
 os.environ.setdefault("CONTAINERS_CONF", str(REPO / "deploy" / "podman" / "containers.conf"))
 os.environ.setdefault("BUILDAH_ISOLATION", "chroot")
@@ -28,13 +27,7 @@ NAME = "ml-project-test"
 
 @pytest.fixture
 def running(trained_churn):
-    try:
-        engine = image.container_engine()
-        stack.compose(engine)
-    except (ServiceError, ConfigError) as e:
-        pytest.skip(f"no container engine or compose tool: {e}")
-    if engine == "podman" and subprocess.run(["podman", "info"], capture_output=True).returncode != 0:
-        pytest.skip("podman is installed but cannot run here (see deploy/podman/containers.conf)")
+    engine = compose_or_skip()
     up = stack.stack_up("churn__fast", trained_churn, free_port(), free_port(), free_port(), engine, name=NAME,
                         repository=f"ml-project-test-{os.getpid()}")  # fmt: skip
     yield trained_churn, engine, up
@@ -91,7 +84,12 @@ def test_the_stack_spreads_survives_a_lost_replica_alerts_and_stops(running):
 
     row = ModelPredictor.load("churn__fast", settings).metadata["example"]
     assert httpx.post(f"{up.url}/predict", json={"rows": [row]}).status_code == 401  # the replicas want the key
-    assert stack.replica_states(up.stats) == {"api-1": "UP", "api-2": "UP"}  # `up` waits for both
+    assert stack.replica_states(up.stats) == {
+        "api-blue-1": "UP",
+        "api-blue-2": "UP",
+        "api-green-1": "MAINT (resolution)",
+        "api-green-2": "MAINT (resolution)",
+    }  # not started: no address  # `up` waits for both
     with httpx.Client(base_url=up.url, headers=headers, timeout=30) as client:
         for _ in range(20):
             answer = client.post("/predict", json={"rows": [row]})
@@ -102,34 +100,34 @@ def test_the_stack_spreads_survives_a_lost_replica_alerts_and_stops(running):
         return counted if sum(float(r["value"][1]) > 0 for r in counted) == 2 else None
 
     spread = _until(both_counted, 60, "Prometheus counting requests on both replicas")
-    assert {r["metric"]["instance"] for r in spread} == {"api-1:8080", "api-2:8080"}
+    assert {r["metric"]["instance"] for r in spread} == {"api-blue-1:8080", "api-blue-2:8080"}
 
     # Stopped (SIGTERM: it drains) under a bounded load of 4 clients: no request fails
-    failures, answered = _under_load(up, headers, row, lambda: subprocess.run([engine, "stop", f"{NAME}_api-2_1"]))
+    failures, answered = _under_load(up, headers, row, lambda: subprocess.run([engine, "stop", f"{NAME}_api-blue-2_1"]))
     assert not failures, failures[:5]
     assert answered > 50  # the load was real
-    subprocess.run([engine, "start", f"{NAME}_api-2_1"], check=True, capture_output=True)
-    _until(lambda: stack.replica_states(up.stats)["api-2"] == "UP", 60, "api-2 back in the balancer")
+    subprocess.run([engine, "start", f"{NAME}_api-blue-2_1"], check=True, capture_output=True)
+    _until(lambda: stack.replica_states(up.stats)["api-blue-2"] == "UP", 60, "api-blue-2 back in the balancer")
 
     # Killed (SIGKILL: no draining) under the same load: every request the balancer had not started answering is
     # retried on the other replica; only a response already cut mid-body can fail (no balancer can replay it), so at
     # most one per client, and never a refused connection, a 5xx or an empty answer
-    failures, answered = _under_load(up, headers, row, lambda: subprocess.run([engine, "kill", f"{NAME}_api-1_1"]))
+    failures, answered = _under_load(up, headers, row, lambda: subprocess.run([engine, "kill", f"{NAME}_api-blue-1_1"]))
     assert answered > 50
     assert len(failures) <= 4 and all("without sending complete message body" in f for f in failures), failures[:5]
 
-    down = _until(lambda: _prometheus(up, 'up{job="ml-project"} == 0'), 30, "Prometheus seeing api-1 down")
-    assert [r["metric"]["instance"] for r in down] == ["api-1:8080"]
-    assert stack.replica_states(up.stats)["api-1"] != "UP"  # and the balancer sends it nothing
+    down = _until(lambda: _prometheus(up, 'up{job="ml-project"} == 0'), 30, "Prometheus seeing api-blue-1 down")
+    assert [r["metric"]["instance"] for r in down] == ["api-blue-1:8080"]
+    assert stack.replica_states(up.stats)["api-blue-1"] != "UP"  # and the balancer sends it nothing
     firing = _until(
         lambda: [a for a in httpx.get(f"{up.prometheus}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
                  if a["labels"]["alertname"] == "PredictionServiceDown" and a["state"] == "firing"],
         120, "the PredictionServiceDown alert firing",
     )  # fmt: skip
-    assert firing[0]["labels"]["instance"] == "api-1:8080"
+    assert firing[0]["labels"]["instance"] == "api-blue-1:8080"
     assert firing[0]["annotations"]["runbook"] == "docs/operations.md#service-down"
 
-    assert set(stack.stack_status(settings, engine, NAME).values()) == {"running", "exited"}  # api-1 stays down
+    assert set(stack.stack_status(settings, engine, NAME).values()) == {"running", "exited"}  # api-blue-1 stays down
     stack.stack_down(settings, engine, name=NAME)
     assert stack.stack_status(settings, engine, NAME) == {}  # nothing left running, or stopped
     with pytest.raises(httpx.HTTPError):

@@ -1,4 +1,4 @@
-"""`ml-project` commands of deployment: image (build, base), stack (up, down, status).
+"""`ml-project` commands of deployment: image (build, base), stack (up, down, status), release.
 
 Hand-written: each command parses its options, calls one function of `ml_project.deploy` and prints what it returns.
 """
@@ -128,3 +128,34 @@ def stack_status(engine: Engine = None):
         typer.echo(f"{name}: {state}")
     if not found or any(state != "running" for state in found.values()):
         raise typer.Exit(1)
+
+
+@app.command("release")
+def release(
+    model: Annotated[str, typer.Option("--model", help="The registered model whose champion to release")] = "churn",
+    rollback: Annotated[bool, typer.Option(help="Return to the slot that served before the last release")] = False,
+    image: Annotated[
+        str | None,
+        typer.Option(help="Release this image (its label must hold the champion's hash) instead of building"),
+    ] = None,
+    p50_ms: Annotated[float, typer.Option(help="The load gate's one-row p50 goal, in ms")] = 3.0,
+    p99_ms: Annotated[float, typer.Option(help="The load gate's one-row p99 goal, in ms")] = 10.0,
+):
+    "Release the champion onto the running stack: the gates, each reported, then blue/green; exit 1 if it stops."
+    from ml_project.deploy import release as releases
+
+    settings = _setup(None)
+
+    def report(gate):
+        mark = "passed" if gate.passed else "FAILED"
+        typer.echo(f"  {gate.name:10s} {mark} ({gate.seconds:.1f} s): {gate.detail.splitlines()[0]}")
+
+    typer.echo(f"rolling back {model}" if rollback else f"releasing {model}'s champion")
+    try:
+        done = releases.release(model, settings, rollback, image, (p50_ms, p99_ms), report=report)
+    except _project_errors() as e:
+        _fail(str(e), 1)
+    if not done.ok:
+        _fail(f"not released: {done.reason}", 1)
+    switch = done.gates[-1].detail
+    typer.echo(f"{done.status}: {done.model['name']} v{done.model['version']} ({done.image}), {switch}")

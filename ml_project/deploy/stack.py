@@ -4,6 +4,11 @@
     ml-project stack down                                # make stack-down: stops it; its volumes stay
     ml-project stack status                              # what runs, and which replicas the balancer sends to
 
+The replicas come in two slots, blue and green (`replicas(slot)`): `up` starts blue; a release
+(`ml_project.deploy.release`) starts the other slot and moves traffic to it with `haproxy_command`. What the stack
+is running is in `secrets/stack/live/` (`read_state`, `write_live`): `stack.json` (ports, the live slot, each slot's
+image and model, the releases), `live.map` (the balancer's `live <slot>`) and `targets.json` (Prometheus' replicas).
+
 `up` builds the champion's image when the engine does not have it (`ml_project.deploy.image`), writes the stack's
 keys under `secrets/stack/` the first time (a client key, printed once and kept in `client.key`, and Prometheus'
 key, both with the `predict` role; the replicas get only their hashes), and runs `podman-compose` (or
@@ -11,7 +16,8 @@ key, both with the `predict` role; the replicas get only their hashes), and runs
 the deployable description: anything that runs compose files runs it the same way.
 
 A plain module, not a notebook: it drives a compose tool, with nothing to explore; tests/test_stack.py starts a
-stack, spreads requests over it, kills a replica under load and watches Prometheus' alert fire.
+stack, spreads requests over it, kills a replica under load and watches Prometheus' alert fire; tests/test_release.py
+releases onto one.
 """
 
 from __future__ import annotations
@@ -49,12 +55,20 @@ from ml_project.train.registry import fetch_model, parse_model_ref
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "PROJECT", "REPLICAS", "Stack", "compose", "model_label", "replica_states", "stack_down", "stack_keys",
-    "stack_status", "stack_up",
+    "PROJECT", "SLOTS", "Stack", "compose", "containers", "haproxy_command", "image_for", "model_label", "read_state",
+    "replica_states", "replicas", "stack_down", "stack_keys", "stack_status", "stack_up", "start_slot", "stop_slot",
+    "wait_slot", "write_live",
 ]  # fmt: skip
 
 PROJECT = "ml-project"  # the compose project's name: its containers, network and volumes start with it
-REPLICAS = ("api-1", "api-2")
+SLOTS = ("blue", "green")  # the two slots of replicas: one live, the other for the next release (blue/green)
+
+
+def replicas(
+    slot: str,  # blue or green
+) -> tuple[str, str]:
+    "The compose services (and HAProxy servers) of one slot: `api-<slot>-1`, `api-<slot>-2`."
+    return f"api-{slot}-1", f"api-{slot}-2"
 
 
 @dataclass
@@ -66,6 +80,7 @@ class Stack:
     stats: str  # HAProxy's stats page, http://127.0.0.1:<port>/stats
     image: str
     key_file: Path  # secrets/stack/client.key: the key clients send
+    live: str = "blue"  # the slot taking traffic
 
 
 def compose(
@@ -96,27 +111,131 @@ def stack_keys(
     return keys
 
 
-def _environment(settings: Settings, image: str, base: str, port: int, prometheus_port: int, stats_port: int = 0):
-    return {**os.environ, "ML_PROJECT_IMAGE": image, "ML_PROJECT_BASE": base,
-            "ML_PROJECT_STACK_PORT": str(port), "ML_PROJECT_PROMETHEUS_PORT": str(prometheus_port),
-            "ML_PROJECT_LB_STATS_PORT": str(stats_port),
-            "ML_PROJECT_STACK_SECRETS": str(settings.root / "secrets" / "stack")}  # fmt: skip
+def _live_folder(settings: Settings) -> Path:
+    return settings.root / "secrets" / "stack" / "live"
 
 
-def _run_compose(settings: Settings, engine: str | None, env: dict, name: str, *args: str) -> str:
+def read_state(
+    settings: Settings,  # the project root
+) -> dict:
+    "The stack's state as `stack up` and releases leave it (secrets/stack/live/stack.json): ports, the live slot, each slot's image and model, the releases; empty when none was started."
+    path = _live_folder(settings) / "stack.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _write(path: Path, text: str):
+    "Replaced whole (a reader never sees half a file), readable by the balancer's and Prometheus' users."
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o644)
+    os.replace(tmp, path)
+
+
+def write_live(
+    settings: Settings,  # the project root
+    state: dict,  # what `read_state` reads: `live` names the slot taking traffic
+    scraped: tuple[str, ...] | None = None,  # the slots Prometheus scrapes (default: the live one)
+):
+    "Write the state, the balancer's map (`live <slot>`: read when it starts) and Prometheus' targets."
+    folder = _live_folder(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o755)  # mounted as a folder: the containers' users list it (nothing in it is secret)
+    targets = [{"targets": [f"{r}:8080" for r in replicas(slot)], "labels": {"slot": slot}}
+               for slot in (scraped or (state["live"],))]  # fmt: skip
+    _write(folder / "targets.json", json.dumps(targets, indent=1))
+    _write(folder / "live.map", f"live {state['live']}\n")
+    _write(folder / "stack.json", json.dumps(state, indent=1))
+
+
+def _environment(settings: Settings, state: dict) -> dict:
+    images = {slot: (state.get(slot) or {}).get("image") for slot in SLOTS}
+    idle = images[state["live"]] if state.get("live") else "unused"  # compose reads the whole file: each slot names one
+    return {**os.environ, "ML_PROJECT_BASE": state.get("base", BASE_IMAGE),
+            **{f"ML_PROJECT_IMAGE_{slot.upper()}": images[slot] or idle for slot in SLOTS},
+            "ML_PROJECT_STACK_PORT": str(state.get("port", 0)),
+            "ML_PROJECT_PROMETHEUS_PORT": str(state.get("prometheus_port", 0)),
+            "ML_PROJECT_LB_STATS_PORT": str(state.get("stats_port", 0)),
+            "ML_PROJECT_STACK_SECRETS": str(settings.root / "secrets" / "stack"),
+            "ML_PROJECT_STACK_LIVE": str(_live_folder(settings))}  # fmt: skip
+
+
+def _run_compose(settings: Settings, engine: str | None, state: dict, name: str, *args: str) -> str:
     command = [*compose(engine), "-p", name, "-f", str(source_tree(settings) / "deploy" / "compose.yaml"), *args]
-    return _run(command, f"compose {args[0]}", env=env).stdout
+    return _run(command, f"compose {args[0]}", env=_environment(settings, state)).stdout
 
 
-def _image_for(model: str, settings: Settings, engine: str, base: str | None, repository: str) -> str:
-    "The image of `model` (its champion's version now): one the engine has, if its model's hash is this one's; else built."
+def start_slot(
+    settings: Settings,  # the project root
+    state: dict,  # the stack's state, with the slot's image in `state[slot]["image"]`
+    slot: str,  # blue or green
+    engine: str | None = None,
+    name: str = PROJECT,
+):
+    "Start one slot's replicas (any old containers of theirs are removed first: a slot runs exactly its image)."
+    engine = container_engine(engine)
+    for service in replicas(slot):
+        found = containers(engine, name, service)
+        if found:
+            subprocess.run([engine, "rm", "-f", *found], capture_output=True)
+    _run_compose(settings, engine, state, name, "up", "-d", *replicas(slot))
+
+
+def stop_slot(
+    engine: str,
+    slot: str,  # blue or green
+    name: str = PROJECT,
+    timeout: int = 35,  # seconds of SIGTERM (the service drains what it has in flight) before SIGKILL
+):
+    "Stop one slot's replicas, draining them; their containers stay, so a rollback can start them again."
+    found = [c for service in replicas(slot) for c in containers(engine, name, service)]
+    if found:
+        _run([engine, "stop", "-t", str(timeout), *found], f"{engine} stop")
+
+
+def containers(
+    engine: str,
+    name: str,  # the compose project
+    service: str,  # one of its services
+) -> list[str]:
+    "The IDs of a compose service's containers, running or not (by the labels both podman-compose and docker compose set)."
+    done = subprocess.run([engine, "ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={name}",
+                           "--filter", f"label=com.docker.compose.service={service}"],
+                          capture_output=True, text=True)  # fmt: skip
+    return done.stdout.split() if done.returncode == 0 else []
+
+
+def haproxy_command(
+    engine: str,
+    command: str,  # a command of HAProxy's runtime API, e.g. `set map /etc/haproxy/live/live.map live green`
+    name: str = PROJECT,
+) -> str:
+    "Run a command on the balancer's admin socket (inside its container, reached through the engine); its answer."
+    found = containers(engine, name, "lb")
+    if not found:
+        raise ServiceError(f"the stack {name!r} has no balancer running: start it with `ml-project stack up`")
+    done = subprocess.run([engine, "exec", "-i", found[0], "socat", "stdio", "/run/haproxy/admin.sock"],
+                          input=command + "\n", capture_output=True, text=True, timeout=30)  # fmt: skip
+    if done.returncode != 0:
+        raise ServiceError(f"the balancer's admin socket refused {command!r}: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def image_for(
+    model: str,  # `churn` (its champion), `churn:3`, or a folder
+    settings: Settings,  # the tracking URI, models/
+    engine: str,
+    base: str | None,  # the base image, if it must be built
+    repository: str = "ml-project",  # the image's repository (`image_tag`)
+) -> tuple[str, dict]:
+    "The image of `model` (its champion's version now): one the engine has, if its label holds this model's hash, else built; and the model's {name, version, sha256}."
     folder, info = fetch_model(parse_model_ref(model, settings), settings)
+    sha256 = verify_model(folder, settings)[1]["sha256"]
+    found = {"name": info["name"] or folder.name, "version": info["version"], "sha256": sha256}
     if info["version"]:
         tag = image_tag(info["name"], info["version"], repository=repository)
-        sha256 = verify_model(folder, settings)[1]["sha256"]
         if image_exists(tag, engine) and model_label(tag, engine) == sha256:  # not another registry's `churn:3`
-            return tag
-    return build_image(prepare_context(model, settings, repository=repository), base, engine)
+            return tag, found
+    return build_image(prepare_context(model, settings, repository=repository), base, engine), found
 
 
 def model_label(tag: str, engine: str) -> str:
@@ -130,7 +249,26 @@ def replica_states(stats: str) -> dict[str, str]:
     "Each replica's state as the balancer sees it (`UP`, `DOWN`, `MAINT`...), from its stats page's CSV."
     with urllib.request.urlopen(f"{stats};csv", timeout=5) as answer:
         rows = list(csv.DictReader(line.lstrip("# ") for line in answer.read().decode().splitlines()))
-    return {r["svname"]: r["status"] for r in rows if r["pxname"] == "replicas" and r["svname"] in REPLICAS}
+    return {r["svname"]: r["status"] for r in rows if r["pxname"] in SLOTS and r["svname"].startswith("api-")}
+
+
+def wait_slot(
+    stats: str,  # the balancer's stats page
+    slot: str,  # blue or green
+    timeout: float = 120,  # seconds
+    state: str = "UP",  # what every replica of the slot should be
+):
+    "Return once the balancer sees every replica of `slot` in `state`; a clear error naming what it sees otherwise."
+    deadline, seen = time.monotonic() + timeout, {}
+    while True:
+        with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):  # the balancer still starting
+            seen = {k: v for k, v in replica_states(stats).items() if k in replicas(slot)}
+        if seen and all(v == state for v in seen.values()) and len(seen) == len(replicas(slot)):
+            return
+        if time.monotonic() > deadline:
+            raise ServiceError(f"the balancer does not see the {slot} replicas {state} within {timeout:.0f} s: "
+                               f"{seen or 'no answer'}")  # fmt: skip
+        time.sleep(0.5)
 
 
 def stack_up(
@@ -144,22 +282,22 @@ def stack_up(
     name: str = PROJECT,  # the compose project: its containers are <name>_<service>_1
     repository: str = "ml-project",  # the image's repository (`image_tag`)
 ) -> Stack:
-    "Start the stack with `model`'s image; return once the balancer sends to every replica."
+    "Start the stack with `model`'s image in the blue slot; return once the balancer sends to every replica."
     engine = container_engine(engine)
+    if any(state == "running" for state in stack_status(settings, engine, name).values()):
+        raise ServiceError(f"the stack {name!r} is already up: `ml-project release` changes its model, "
+                           "`ml-project stack down` stops it")  # fmt: skip
     base = base or build_base_image(engine)  # made once with mmdebstrap, kept
-    image = _image_for(model, settings, engine, base, repository)
+    image, model_info = image_for(model, settings, engine, base, repository)
     keys = stack_keys(settings.root / "secrets" / "stack")
-    env = _environment(settings, image, base, port, prometheus_port, stats_port)
-    log.info("starting the stack: %s x%d behind HAProxy on 127.0.0.1:%d", image, len(REPLICAS), port)
-    _run_compose(settings, engine, env, name, "up", "-d")
+    state = {"name": name, "engine": engine, "base": base, "repository": repository, "port": port,
+             "prometheus_port": prometheus_port, "stats_port": stats_port, "live": "blue",
+             "blue": {"image": image, "model": model_info}, "green": None, "releases": []}  # fmt: skip
+    write_live(settings, state)
+    log.info("starting the stack: %s x%d behind HAProxy on 127.0.0.1:%d", image, len(replicas("blue")), port)
+    _run_compose(settings, engine, state, name, "up", "-d", *replicas("blue"), "lb", "prometheus")
     stats = f"http://127.0.0.1:{stats_port}/stats"
-    deadline, states = time.monotonic() + 120, {}
-    while states != dict.fromkeys(REPLICAS, "UP"):
-        if time.monotonic() > deadline:
-            raise ServiceError(f"the balancer does not see every replica up within 120 s: {states or 'no answer'}")
-        time.sleep(0.5)
-        with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):  # the balancer still starting
-            states = replica_states(stats)
+    wait_slot(stats, "blue")
     return Stack(url=f"http://127.0.0.1:{port}", prometheus=f"http://127.0.0.1:{prometheus_port}", stats=stats,
                  image=image, key_file=keys.parent / "client.key")  # fmt: skip
 
@@ -171,8 +309,7 @@ def stack_down(
     name: str = PROJECT,
 ):
     "Stop and remove the stack's containers and network (and its volumes if asked)."
-    env = _environment(settings, "unused", BASE_IMAGE, 0, 0)  # compose reads the whole file, which names an image
-    _run_compose(settings, engine, env, name, "down", *(["-v"] if volumes else []))
+    _run_compose(settings, engine, {"live": None}, name, "down", *(["-v"] if volumes else []))
     engine = container_engine(engine)
     subprocess.run([engine, "network", "rm", f"{name}_stack"], capture_output=True)  # podman-compose 1.0 leaves it
 
