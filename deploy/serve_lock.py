@@ -1,4 +1,5 @@
-"""Write the serving locks (requirements-serve.lock, -torch, -fetch) from deploy/requirements-serve*.in.
+"""Write the serving locks (requirements-serve.lock, -torch, -fetch) from deploy/requirements-serve*.in, and the stack's
+tracking server's (requirements-tracking.lock) from deploy/requirements-tracking.in.
 
 pip's own resolver does the work (`pip install --dry-run --report`), constrained to requirements.lock's versions, so
 the serving install is a subset of the full one: the same numpy, pandas, scikit-learn... as training used. The only
@@ -21,12 +22,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FULL_LOCK = ROOT / "requirements.lock"
 SERVE, TORCH, FETCH = (ROOT / f"deploy/requirements-serve{part}.in" for part in ("", "-torch", "-fetch"))
+TRACKING = ROOT / "deploy/requirements-tracking.in"
 LOCKS = {  # lock file: the .in files it resolves
     ROOT / "requirements-serve.lock": [SERVE],  # a baked-in model of any family but the network
     ROOT / "requirements-serve-torch.lock": [SERVE, TORCH],  # a baked-in network, or a blend holding one
     ROOT / "requirements-serve-fetch.lock": [SERVE, TORCH, FETCH],  # no model in the image: any, from MLflow
+    ROOT / "requirements-tracking.lock": [TRACKING],  # the stack's MLflow server on its PostgreSQL
 }
-HEADER = "# The serving install, resolved from {ins} against requirements.lock: regenerate with 'make lock'.\n"
+HEADER = "# {what}, resolved from {ins} against requirements.lock: regenerate with 'make lock'.\n"
 
 
 def pins(lock: Path) -> dict[str, str]:
@@ -77,7 +80,8 @@ def resolve(ins: list[Path]) -> dict[str, str]:
 def render(lock: Path, ins: list[Path]) -> str:
     chosen = resolve(ins)
     body = "".join(f"{name}=={version}\n" for name, version in sorted(chosen.items()))
-    return HEADER.format(ins=", ".join(str(f.relative_to(ROOT)) for f in ins)) + body
+    what = "The stack's tracking server" if TRACKING in ins else "The serving install"
+    return HEADER.format(what=what, ins=", ".join(str(f.relative_to(ROOT)) for f in ins)) + body
 
 
 def main() -> int:

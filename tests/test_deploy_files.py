@@ -18,6 +18,7 @@ import yaml
 from conftest import BIN, REPO
 
 K8S = sorted((REPO / "deploy" / "k8s").glob("*.yaml"))
+SERVICES = {"api-blue-1", "api-blue-2", "api-green-1", "api-green-2", "lb", "mlflow", "postgres", "prometheus"}
 CONTAINERFILES = [REPO / "deploy" / "Containerfile", *sorted((REPO / "deploy" / "stack").glob("*/Containerfile"))]
 VERSIONS = ("1.29.0", "1.37.0")  # the oldest Kubernetes still commonly run, and the newest the schemas know
 
@@ -110,7 +111,7 @@ def test_the_compose_file_parses_with_the_compose_tool():
         assert done.returncode == 0, done.stdout + done.stderr
         runs = [line for line in done.stdout.splitlines() if line.startswith("podman run ")]
         names = sorted(re.search(r"--name=(\S+)", r).group(1).removeprefix(name + "_").rsplit("_", 1)[0] for r in runs)
-        assert names == ["api-blue-1", "api-blue-2", "api-green-1", "api-green-2", "lb", "prometheus"]
+        assert names == sorted(SERVICES)
         assert any("api-green-2" in r and r.endswith(" ml-project/churn:2") for r in runs)
         published = re.findall(r" -p (\S+)", " ".join(runs))
     else:
@@ -118,6 +119,6 @@ def test_the_compose_file_parses_with_the_compose_tool():
                               text=True, env=env)  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
         services = yaml.safe_load(done.stdout)["services"]
-        assert set(services) == {"api-blue-1", "api-blue-2", "api-green-1", "api-green-2", "lb", "prometheus"}
+        assert set(services) == SERVICES
         published = [f"{p.get('host_ip', '')}:{p['published']}" for s in services.values() for p in s.get("ports", [])]
     assert published and all(p.startswith("127.0.0.1:") for p in published)  # the host's loopback only

@@ -47,6 +47,11 @@ def test_the_serving_locks_are_the_full_locks_versions_without_training():
     assert {"torch", "skorch"} <= set(pins(REPO / "requirements-serve-torch.lock"))
     assert "mlflow-skinny" in pins(REPO / "requirements-serve-fetch.lock")
     assert "mlflow-skinny" not in pins(REPO / "requirements-serve-torch.lock")
+    tracking = pins(
+        REPO / "requirements-tracking.lock"
+    )  # the stack's MLflow server: the full lock's versions, no project
+    assert tracking == {n: full[n] for n in tracking} and {"mlflow", "psycopg"} <= set(tracking)
+    assert not {"torch", "xgboost", "jupyterlab", "optuna"} & set(tracking)
 
 
 def test_the_lock_follows_the_model_family_read_from_metadata():

@@ -16,7 +16,7 @@ import time
 
 import httpx
 import pytest
-from conftest import REPO, compose_or_skip, free_port
+from conftest import BIN, REPO, compose_or_skip, free_port
 
 from ml_project.deploy import stack
 
@@ -101,6 +101,32 @@ def test_the_stack_spreads_survives_a_lost_replica_alerts_and_stops(running):
 
     spread = _until(both_counted, 60, "Prometheus counting requests on both replicas")
     assert {r["metric"]["instance"] for r in spread} == {"api-blue-1:8080", "api-blue-2:8080"}
+
+    # Monitoring reads every replica's prediction log from the stack's volume: the 20 rows, whichever replica took them
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ML_PROJECT_")}
+    env |= {"ML_PROJECT_ROOT": str(settings.root), "ML_PROJECT_MODE": "fast"}
+
+    def monitored():
+        done = subprocess.run([str(BIN / "ml-project"), "monitor", "--model", "churn__fast", "--stack"], env=env,
+                              cwd=settings.root, capture_output=True, text=True)  # fmt: skip
+        return done if done.returncode in (0, 4) and "20 rows of churn__fast v1" in done.stdout else None
+
+    _until(monitored, 30, "ml-project monitor --stack reading the 20 rows both replicas logged")
+
+    # The team's tracking server runs in the stack, on its PostgreSQL: a run and an artefact go in and come back
+    from mlflow.tracking import MlflowClient
+
+    tracking = MlflowClient(up.mlflow)
+    experiment = tracking.create_experiment("stack-test")
+    run = tracking.create_run(experiment)
+    tracking.log_metric(run.info.run_id, "auc", 0.84)
+    (settings.root / "note.txt").write_text("kept in the stack's artefact volume")
+    tracking.log_artifact(run.info.run_id, str(settings.root / "note.txt"))
+    assert tracking.get_run(run.info.run_id).data.metrics == {"auc": 0.84}
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # served through the server, not a host path
+    assert [a.path for a in tracking.list_artifacts(run.info.run_id)] == ["note.txt"]
+    found = subprocess.run([engine, "port", f"{NAME}_postgres_1"], capture_output=True, text=True)
+    assert found.stdout.strip() == ""  # PostgreSQL has no port on the host
 
     # Stopped (SIGTERM: it drains) under a bounded load of 4 clients: no request fails
     failures, answered = _under_load(up, headers, row, lambda: subprocess.run([engine, "stop", f"{NAME}_api-blue-2_1"]))

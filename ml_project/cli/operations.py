@@ -98,6 +98,9 @@ def monitor(
     config: ThresholdsOption = None,
     retrain: RetrainOption = False,
     mode: ModeOption = None,
+    stack: Annotated[
+        bool, typer.Option(help="Read the running stack's prediction log (every replica's, from its volume)")
+    ] = False,
 ):
     """Data quality, drift of the inputs and predictions, performance with late labels and the service's health, against the model's reference.
 
@@ -108,7 +111,16 @@ def monitor(
         from ml_project.monitor.check import monitor_model
 
         chosen = load_config(config) if config else None
-        run = monitor_model(model, settings, input, last, since, window, labels, out, chosen)
+        if stack:
+            import dataclasses
+
+            from ml_project.deploy.stack import prediction_log
+
+            with prediction_log(settings) as folder:
+                stacked = dataclasses.replace(settings, prediction_log_dir=folder)
+                run = monitor_model(model, stacked, input, last, since, window, labels, out, chosen)
+        else:
+            run = monitor_model(model, settings, input, last, since, window, labels, out, chosen)
     except _project_errors() as e:
         _fail(str(e), 1)
     report = run.report

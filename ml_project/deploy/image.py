@@ -156,16 +156,26 @@ def _pip(*args: str, cwd: Path):
         raise ServiceError(f"pip {args[0]} failed:\n{done.stderr.strip()[-2000:]}")
 
 
-def _wheels(folder: Path, lock: Path, root: Path):
-    "The serving lock's wheels, pip's own wheel and the package's wheel, in `folder`."
-    folder.mkdir(parents=True)
+def download_wheels(
+    folder: Path,  # where the wheels go (made if missing)
+    lock: Path,  # a lock file: every line pinned
+    root: Path,  # the project root (pip runs there)
+):
+    "Every wheel of `lock` and pip's own, with the host's pip (its index settings), and the lock as requirements.lock: a build context's wheels/, so the build reaches no index."
+    folder.mkdir(parents=True, exist_ok=True)
     pip_version = importlib.import_module("pip").__version__
     _pip("download", "--quiet", "--no-deps", "--only-binary=:all:", "-r", str(lock), f"pip=={pip_version}",
          "-d", str(folder), cwd=root)  # fmt: skip
+    shutil.copy(lock, folder / "requirements.lock")
+
+
+def _wheels(folder: Path, lock: Path, root: Path):
+    "The serving lock's wheels, pip's own wheel and the package's wheel, in `folder`."
+    folder.mkdir(parents=True)
+    download_wheels(folder, lock, root)
     for stale in ("lib", f"bdist.{sys.platform}"):  # setuptools reuses build/lib: a deleted module would come back
         shutil.rmtree(root / "build" / stale, ignore_errors=True)
     _pip("wheel", "--quiet", "--no-deps", "--no-build-isolation", str(root), "-w", str(folder), cwd=root)
-    shutil.copy(lock, folder / "requirements.lock")
 
 
 def _model_files(model: str, settings: Settings, into: Path) -> dict:

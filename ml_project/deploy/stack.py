@@ -27,8 +27,10 @@ import csv
 import json
 import logging
 import os
+import secrets
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -41,6 +43,7 @@ from ml_project.deploy.image import (
     build_base_image,
     build_image,
     container_engine,
+    download_wheels,
     image_exists,
     image_tag,
     prepare_context,
@@ -55,8 +58,9 @@ from ml_project.train.registry import fetch_model, parse_model_ref
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "PROJECT", "SLOTS", "Stack", "compose", "containers", "haproxy_command", "image_for", "model_label", "read_state",
-    "replica_states", "replicas", "stack_down", "stack_keys", "stack_status", "stack_up", "start_slot", "stop_slot",
+    "PROJECT", "SLOTS", "Stack", "compose", "containers", "haproxy_command", "image_for", "model_label",
+    "prediction_log", "read_state",
+    "replica_states", "replicas", "stack_down", "stack_keys", "stack_status", "stack_up", "start_slot", "stop_slot", "tracking_image",
     "wait_slot", "write_live",
 ]  # fmt: skip
 
@@ -81,6 +85,7 @@ class Stack:
     image: str
     key_file: Path  # secrets/stack/client.key: the key clients send
     live: str = "blue"  # the slot taking traffic
+    mlflow: str = ""  # the stack's MLflow server, http://127.0.0.1:<port>
 
 
 def compose(
@@ -98,16 +103,19 @@ def compose(
 def stack_keys(
     folder: Path,  # secrets/stack/ at the project root
 ) -> Path:
-    "The stack's keys file (hashes only), made with a client key and Prometheus' key the first time; its path."
+    "The stack's keys file (hashes only), made with a client key and Prometheus' key the first time, and PostgreSQL's password; the keys file's path."
     keys = folder / "api_keys"
     if not keys.is_file():
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o700)
         for name in ("client", "prometheus"):
             (folder / f"{name}.key").write_text(add_api_key(keys, f"stack-{name}", ["predict"]) + "\n")
-        # The containers' users read these bind-mounted files: the folder (0700) keeps other users of this host out
-        for f in ("api_keys", "client.key", "prometheus.key"):
-            (folder / f).chmod(0o644)
+    password = folder / "postgres.password"
+    if not password.is_file():  # the stack's PostgreSQL, made on its first start with it
+        password.write_text(secrets.token_urlsafe(24) + "\n")
+    # The containers' users read these bind-mounted files: the folder (0700) keeps other users of this host out
+    for f in ("api_keys", "client.key", "prometheus.key", "postgres.password"):
+        (folder / f).chmod(0o644)
     return keys
 
 
@@ -155,6 +163,8 @@ def _environment(settings: Settings, state: dict) -> dict:
             "ML_PROJECT_STACK_PORT": str(state.get("port", 0)),
             "ML_PROJECT_PROMETHEUS_PORT": str(state.get("prometheus_port", 0)),
             "ML_PROJECT_LB_STATS_PORT": str(state.get("stats_port", 0)),
+            "ML_PROJECT_STACK_MLFLOW_PORT": str(state.get("mlflow_port", 0)),
+            "ML_PROJECT_MLFLOW_IMAGE": state.get("mlflow_image", "unused"),
             "ML_PROJECT_STACK_SECRETS": str(settings.root / "secrets" / "stack"),
             "ML_PROJECT_STACK_LIVE": str(_live_folder(settings))}  # fmt: skip
 
@@ -238,6 +248,30 @@ def image_for(
     return build_image(prepare_context(model, settings, repository=repository), base, engine), found
 
 
+def tracking_image(
+    settings: Settings,  # the project root (the lock, the build folder)
+    engine: str,
+    base: str,  # the base image
+) -> str:
+    "The stack's MLflow server image, `ml-project/mlflow:<version>` (requirements-tracking.lock's): built from local wheels when the engine does not have it."
+    root = source_tree(settings)
+    lock = root / "requirements-tracking.lock"
+    version = next((line.split("==")[1].strip() for line in lock.read_text().splitlines()
+                    if line.startswith("mlflow==")), "")  # fmt: skip
+    tag = f"ml-project/mlflow:{version}"
+    if image_exists(tag, engine):
+        return tag
+    folder = settings.root / "build" / "stack" / "mlflow"
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(root / "deploy" / "stack" / "mlflow", folder)
+    log.info("building %s (the stack's tracking server; its wheels first, with the host's pip)", tag)
+    download_wheels(folder / "wheels", lock, root)
+    formats = ["--format", "docker"] if engine == "podman" else []
+    _run([engine, "build", *formats, "--build-arg", f"BASE={base}", "-t", tag, "."], f"{engine} build",
+         cwd=folder)  # fmt: skip
+    return tag
+
+
 def model_label(tag: str, engine: str) -> str:
     "The hash of the model an image holds (its `io.ml-project.model.sha256` label); empty if none."
     done = subprocess.run([engine, "image", "inspect", "--format", '{{index .Labels "io.ml-project.model.sha256"}}',
@@ -281,6 +315,7 @@ def stack_up(
     base: str | None = None,  # the base image (default: the Debian one `ml-project image base` makes)
     name: str = PROJECT,  # the compose project: its containers are <name>_<service>_1
     repository: str = "ml-project",  # the image's repository (`image_tag`)
+    mlflow_port: int = 5055,  # the stack's MLflow server on 127.0.0.1
 ) -> Stack:
     "Start the stack with `model`'s image in the blue slot; return once the balancer sends to every replica."
     engine = container_engine(engine)
@@ -291,15 +326,58 @@ def stack_up(
     image, model_info = image_for(model, settings, engine, base, repository)
     keys = stack_keys(settings.root / "secrets" / "stack")
     state = {"name": name, "engine": engine, "base": base, "repository": repository, "port": port,
-             "prometheus_port": prometheus_port, "stats_port": stats_port, "live": "blue",
+             "prometheus_port": prometheus_port, "stats_port": stats_port, "mlflow_port": mlflow_port,
+             "mlflow_image": tracking_image(settings, engine, base), "live": "blue",
              "blue": {"image": image, "model": model_info}, "green": None, "releases": []}  # fmt: skip
     write_live(settings, state)
     log.info("starting the stack: %s x%d behind HAProxy on 127.0.0.1:%d", image, len(replicas("blue")), port)
-    _run_compose(settings, engine, state, name, "up", "-d", *replicas("blue"), "lb", "prometheus")
+    _run_compose(settings, engine, state, name, "up", "-d", *replicas("blue"), "lb", "prometheus", "postgres", "mlflow")
     stats = f"http://127.0.0.1:{stats_port}/stats"
     wait_slot(stats, "blue")
+    mlflow = f"http://127.0.0.1:{mlflow_port}"
+    _wait_answer(f"{mlflow}/health", 120, "the stack's MLflow server")
     return Stack(url=f"http://127.0.0.1:{port}", prometheus=f"http://127.0.0.1:{prometheus_port}", stats=stats,
-                 image=image, key_file=keys.parent / "client.key")  # fmt: skip
+                 image=image, key_file=keys.parent / "client.key", mlflow=mlflow)  # fmt: skip
+
+
+def _wait_answer(url: str, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        with (
+            contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
+            urllib.request.urlopen(url, timeout=2) as answer,
+        ):
+            if answer.status == 200:
+                return
+        if time.monotonic() > deadline:
+            raise ServiceError(f"{what} does not answer on {url} within {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def prediction_log(
+    settings: Settings,  # the project root (the stack's state)
+    name: str | None = None,  # the compose project (default: the one `stack up` started)
+):
+    "Every replica's prediction log, read from the stack's shared volume into a private temporary folder for the block (`ml-project monitor --stack`); removed after."
+    state = read_state(settings)
+    name = name or state.get("name", PROJECT)
+    engine = container_engine(state.get("engine"))
+    image = (state.get(state.get("live") or "") or {}).get("image")
+    if not image:
+        raise ServiceError("no stack has been started here: `ml-project stack up` first (make stack)")
+    with tempfile.TemporaryDirectory(prefix="ml-project-log-") as tmp:  # 0700: the log holds the requests' inputs
+        # A one-off container of the live image copies the volume's log out: no network, the volume read-only. Its
+        # root is this user under rootless podman; under docker it is the host's root, so the copy is handed back
+        copy = "if [ -d /var/lib/ml-project/predictions ]; then cp -r /var/lib/ml-project/predictions /copy/; fi"
+        if engine != "podman":
+            copy += f" && chown -R {os.getuid()}:{os.getgid()} /copy"
+        _run([engine, "run", "--rm", "--network", "none", "--user", "0:0", "--read-only",
+              "-v", f"{name}_predictions:/var/lib/ml-project:ro", "-v", f"{tmp}:/copy", "--entrypoint", "sh", image,
+              "-c", copy], "copying the stack's prediction log")  # fmt: skip
+        folder = Path(tmp) / "predictions"
+        folder.mkdir(exist_ok=True)
+        yield folder
 
 
 def stack_down(

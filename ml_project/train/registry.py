@@ -14,6 +14,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -231,13 +232,19 @@ def fetch_model(
     settings: Settings | None = None,  # the tracking URI and `models/` (default: `get_settings()`)
 ) -> tuple[Path, dict]:
     "A local folder holding the model `ref` names, its file checked against the recorded hash; and {name, version} for a registry model."
-    from mlflow.artifacts import download_artifacts
-    from mlflow.tracking import MlflowClient
-
     settings = settings or get_settings()
     ref = ref if isinstance(ref, ModelRef) else parse_model_ref(ref, settings)
     if ref.path is not None:
-        return ref.path, {"name": None, "version": None}
+        # a registry version's copy (models/registry/<name>/v<N>, as an image holds one) keeps its name and version
+        copy = ref.path.parent.parent.name == "registry" and re.fullmatch(r"v\d+", ref.path.name)
+        return ref.path, {
+            "name": ref.path.parent.name if copy else None,
+            "version": ref.path.name[1:] if copy else None,
+        }
+    # MLflow only for a registry model: a folder is read where MLflow is not installed (the service's image)
+    from mlflow.artifacts import download_artifacts
+    from mlflow.tracking import MlflowClient
+
     _quiet_mlflow()
     client = MlflowClient(settings.mlflow_tracking_uri)
     version = _version(client, ref)
