@@ -34,6 +34,7 @@ GOALS_MS = (20.0, 100.0)
 def running(trained_churn):
     engine = compose_or_skip()
     up = stack.stack_up("churn__fast", trained_churn, free_port(), free_port(), free_port(), engine, name=NAME,
+                        mlflow_port=free_port(),
                         repository=REPOSITORY)  # fmt: skip
     yield trained_churn, engine, up
     stack.stack_down(trained_churn, engine, volumes=True, name=NAME)

@@ -10,6 +10,7 @@ own (`ml-project-test`), on free ports of 127.0.0.1, with its keys under the tes
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -29,6 +30,7 @@ NAME = "ml-project-test"
 def running(trained_churn):
     engine = compose_or_skip()
     up = stack.stack_up("churn__fast", trained_churn, free_port(), free_port(), free_port(), engine, name=NAME,
+                        mlflow_port=free_port(),
                         repository=f"ml-project-test-{os.getpid()}")  # fmt: skip
     yield trained_churn, engine, up
     stack.stack_down(trained_churn, engine, volumes=True, name=NAME)
@@ -158,3 +160,22 @@ def test_the_stack_spreads_survives_a_lost_replica_alerts_and_stops(running):
     assert stack.stack_status(settings, engine, NAME) == {}  # nothing left running, or stopped
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{up.url}/ready", timeout=2)
+
+
+@pytest.mark.skipif(
+    not shutil.which("podman"), reason="needs podman (`make containers`) to ask whether the stack is up"
+)
+def test_a_taken_port_is_refused_before_anything_starts(tmp_path):
+    # A container whose host port is taken stays `created`, and a health check on that port would be answered by
+    # whatever holds it: the stack refuses first, naming the port and what it was for
+    import socket
+
+    from ml_project.errors import ServiceError
+    from ml_project.settings import Settings
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        taken = holder.getsockname()[1]
+        with pytest.raises(ServiceError, match=rf"port {taken} on 127.0.0.1 \(for the MLflow server\) is in use"):
+            stack.stack_up("churn", Settings(root=tmp_path), free_port(), free_port(), free_port(), "podman",
+                           mlflow_port=taken)  # fmt: skip

@@ -82,6 +82,7 @@ def stack_up(
     port: Annotated[int, typer.Option(help="The balancer's port on 127.0.0.1")] = 8088,
     prometheus_port: Annotated[int, typer.Option(help="Prometheus' port on 127.0.0.1")] = 9090,
     stats_port: Annotated[int, typer.Option(help="The balancer's stats page on 127.0.0.1")] = 8404,
+    mlflow_port: Annotated[int, typer.Option(help="The stack's MLflow server on 127.0.0.1")] = 5055,
     base: Annotated[str | None, typer.Option(help="The base image (default: the Debian one made here)")] = None,
     engine: Engine = None,
     repository: Repository = "ml-project",
@@ -91,11 +92,21 @@ def stack_up(
 
     settings = _setup(None)
     try:
-        up = stack.stack_up(model, settings, port, prometheus_port, stats_port, engine, base, repository=repository)
+        up = stack.stack_up(
+            model,
+            settings,
+            port,
+            prometheus_port,
+            stats_port,
+            engine,
+            base,
+            repository=repository,
+            mlflow_port=mlflow_port,
+        )
     except _project_errors() as e:
         _fail(str(e), 1)
     typer.echo(
-        f"{up.image} behind {up.url} (Prometheus: {up.prometheus}); client key in {settings.relative(up.key_file)}"
+        f"{up.image} behind {up.url} (Prometheus: {up.prometheus}, MLflow: {up.mlflow}); client key in {settings.relative(up.key_file)}"
     )
 
 

@@ -29,6 +29,7 @@ import logging
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -322,6 +323,8 @@ def stack_up(
     if any(state == "running" for state in stack_status(settings, engine, name).values()):
         raise ServiceError(f"the stack {name!r} is already up: `ml-project release` changes its model, "
                            "`ml-project stack down` stops it")  # fmt: skip
+    _ports_free({"the balancer": port, "Prometheus": prometheus_port, "the balancer's stats page": stats_port,
+                 "the MLflow server": mlflow_port})  # fmt: skip
     base = base or build_base_image(engine)  # made once with mmdebstrap, kept
     image, model_info = image_for(model, settings, engine, base, repository)
     keys = stack_keys(settings.root / "secrets" / "stack")
@@ -338,6 +341,18 @@ def stack_up(
     _wait_answer(f"{mlflow}/health", 120, "the stack's MLflow server")
     return Stack(url=f"http://127.0.0.1:{port}", prometheus=f"http://127.0.0.1:{prometheus_port}", stats=stats,
                  image=image, key_file=keys.parent / "client.key", mlflow=mlflow)  # fmt: skip
+
+
+def _ports_free(ports: dict[str, int]):
+    "A clear error naming the port, before anything starts: a container whose port is taken is left `created`, and a"
+    "health check would be answered by whatever holds the port."
+    for what, port in ports.items():
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                raise ServiceError(f"port {port} on 127.0.0.1 (for {what}) is in use: stop what holds it, or choose "
+                                   "another with the matching `ml-project stack up` option") from None  # fmt: skip
 
 
 def _wait_answer(url: str, timeout: float, what: str):
