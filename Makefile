@@ -26,7 +26,7 @@ DOCS_PORT ?= 8000
 NB ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install browser prometheus postgres containers base-image image stack release stack-down services services-stop run serve monitor demo-drift test test-notebooks test-unit test-lane-notebooks test-lane-package lint format export maps lab mlflow-ui docs docs-outputs docs-serve readme lock clean
+.PHONY: help install browser prometheus postgres containers base-image image stack release stack-down services cluster services-stop run serve monitor demo-drift test test-notebooks test-unit test-lane-notebooks test-lane-package lint format export maps lab mlflow-ui docs docs-outputs docs-serve readme lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -51,7 +51,12 @@ postgres:  ## PostgreSQL (Debian package postgresql) for `make services` and its
 services: install postgres  ## a team's services: PostgreSQL (cluster in .services/, 127.0.0.1:5433) and MLflow on it (127.0.0.1:5000)
 	$(BIN)/ml-project services start
 
-services-stop: install  ## stop the MLflow server and PostgreSQL (their data stays in .services/)
+WORKERS ?= 2
+
+cluster: install  ## a Dask cluster here: a scheduler on 127.0.0.1:8786 and WORKERS one-thread workers (stop: make services-stop)
+	$(BIN)/ml-project services start --dask $(WORKERS) --no-tracking
+
+services-stop: install  ## stop the Dask cluster, the MLflow server and PostgreSQL (their data stays in .services/)
 	$(BIN)/ml-project services stop
 
 # Containers: podman with the settings in deploy/podman/containers.conf (runc, cgroupfs, no default ulimits: what works
@@ -138,7 +143,7 @@ test-unit: install  ## pytest tests/: the package, commands, services, docs site
 
 # `make test`'s two lanes, of about equal length on two cores: the notebooks, then the search and services tests;
 # and the rest of tests/. Each pytest run has a folder of its own.
-SECOND_LANE_TESTS := tests/test_tuning.py tests/test_services.py tests/test_search.py tests/test_mlflow_ui.py tests/test_image.py tests/test_release.py
+SECOND_LANE_TESTS := tests/test_cluster.py tests/test_tuning.py tests/test_services.py tests/test_search.py tests/test_mlflow_ui.py tests/test_image.py tests/test_release.py
 
 test-lane-notebooks: test-notebooks
 	ML_PROJECT_ROOT=$(CURDIR) $(call test_env,$(TEST_DIR)/unit-search) $(BIN)/pytest $(SECOND_LANE_TESTS) -p no:cacheprovider -q --durations=10

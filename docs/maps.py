@@ -38,6 +38,7 @@ PHASES = {  # subpackage -> (chapters, what it is)
         "60–62",
         "leaving the laptop: the container image of the service, the stack behind a load balancer, the release",
     ),
+    "cluster": ("70–71", "beyond one machine: a Dask cluster, and batch scoring on its workers"),
 }
 HAND_WRITTEN = {  # module -> (chapter, what it is; why it is not a notebook)
     "ml_project.errors": (0, "the project's error types, one line each at the command line (tests/test_errors.py)"),
@@ -66,6 +67,10 @@ HAND_WRITTEN = {  # module -> (chapter, what it is; why it is not a notebook)
     "ml_project.deploy.release": (
         62,
         "the release: a champion through its gates onto the stack, blue/green, and back (tests/test_release.py)",
+    ),
+    "ml_project.cluster.engine": (
+        70,
+        "a Dask cluster: started here by PID, or reached by address, its workers' versions checked (tests/test_cluster.py)",
     ),
     "ml_project.cli.common": (
         99,
@@ -107,6 +112,7 @@ COMMANDS = {  # module -> how a user reaches it
     "serve.rows": "every prediction",
     "serve.predictor": "`from ml_project import ModelPredictor`",
     "serve.batch": "`ml-project predict`",
+    "cluster.scoring": "`ml-project predict --cluster`",
     "serve.keys": "`ml-project keys add`",
     "serve.log": "the prediction log `serve` writes and `monitor` reads",
     "serve.service": "`ml-project serve`",

@@ -67,6 +67,7 @@ class Settings:
     optuna_storage: str = (
         ""  # tuning studies' database: an SQLAlchemy URL (PostgreSQL for a team); empty: SQLite under `runs/`
     )
+    dask_scheduler: str = ""  # a Dask cluster's scheduler (tcp://host:8786) for `--cluster` work; empty: this process
     fast_sample_rows: int = 1500  # fast mode: rows sampled (stratified)
     fast_cv_folds: int = 3  # fast mode: at most this many folds
     fast_n_trials: int = 3  # fast mode: tuning trials

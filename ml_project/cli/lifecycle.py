@@ -88,17 +88,36 @@ def evaluate(
 
 
 InputOption = Annotated[
-    Path, typer.Option("--input", "-i", help="Rows to score: a .csv or .parquet file with the model's input columns")
+    str,
+    typer.Option(
+        "--input",
+        "-i",
+        help="Rows to score: a .csv or .parquet file with the model's input columns (with --cluster also a glob, "
+        "a Parquet dataset folder or an fsspec URL)",
+    ),
 ]
 OutputOption = Annotated[
-    Path,
+    str,
     typer.Option(
-        "--output", "-o", help="Scored rows (Parquet): the id column, the inputs, prediction and probabilities"
+        "--output",
+        "-o",
+        help="Scored rows (Parquet; with --cluster a folder, one file per partition): the id column, the inputs, "
+        "prediction and probabilities",
     ),
 ]
 RejectsOption = Annotated[
-    Path | None,
-    typer.Option(help="Rows that could not be scored, with the reason (CSV; default: <output>.rejects.csv)"),
+    str | None,
+    typer.Option(
+        help="Rows that could not be scored, with the reason (CSV; default: <output>.rejects.csv, with --cluster a "
+        "folder <output>.rejects)"
+    ),
+]
+ClusterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster",
+        help="Score on the Dask cluster at this scheduler address (default: the dask_scheduler setting; none: here)",
+    ),
 ]
 ChunkOption = Annotated[int, typer.Option(min=1, help="Rows read and scored at a time: memory is bounded by this")]
 ProgressOption = Annotated[bool | None, typer.Option(help="A progress bar (default: when stderr is a terminal)")]
@@ -113,26 +132,41 @@ def predict(
     chunk_rows: ChunkOption = 50_000,
     inputs: Annotated[bool, typer.Option(help="Write the input columns beside the predictions")] = True,
     progress: ProgressOption = None,
+    cluster: ClusterOption = None,
 ):
-    """Score a file with a saved or registered model, in chunks; bad rows go to a reject file with the reason.
+    """Score a file with a saved or registered model, in chunks (or on a Dask cluster); bad rows go to the rejects with the reason.
 
     Exit code: 0 every row scored; 3 some rows rejected (the others are scored and written); 1 nothing written (an error)."""
     try:
         settings = _setup(None)
+        from ml_project.cluster.engine import cluster_address
         from ml_project.errors import PredictionInputError
-        from ml_project.serve.batch import score_file
-        from ml_project.serve.predictor import ModelPredictor
 
-        predictor = ModelPredictor.load(model, settings)
-        typer.echo(
-            f"model: {predictor.name}"
-            + (f" v{predictor.version}" if predictor.version else "")
-            + f" ({predictor.task})",
-            err=True,
-        )
-        summary = score_file(
-            predictor, input, output, rejects, chunk_rows, inputs, sys.stderr.isatty() if progress is None else progress
-        )
+        address = cluster_address(settings, cluster)
+        show = sys.stderr.isatty() if progress is None else progress
+        if address:
+            from ml_project.cluster.engine import connect
+            from ml_project.cluster.scoring import score_on_cluster
+
+            with connect(address) as client:
+                workers = len(client.scheduler_info()["workers"])
+                typer.echo(f"model: {model}; cluster: {address} ({workers} workers)", err=True)
+                summary = score_on_cluster(model, input, output, client, settings, rejects, keep_inputs=inputs,
+                                           progress=show)  # fmt: skip
+        else:
+            from ml_project.serve.batch import score_file
+            from ml_project.serve.predictor import ModelPredictor
+
+            predictor = ModelPredictor.load(model, settings)
+            typer.echo(
+                f"model: {predictor.name}"
+                + (f" v{predictor.version}" if predictor.version else "")
+                + f" ({predictor.task})",
+                err=True,
+            )
+            summary = score_file(predictor, input, output, rejects, chunk_rows, inputs, show)
+    except KeyboardInterrupt:
+        _fail("interrupted: nothing was written (the partial output was removed)", 130)
     except PredictionInputError as e:
         _fail(f"{input}: {e}", 1)
     except _project_errors() as e:

@@ -182,7 +182,8 @@ def keys_add(
 
 
 services_app = typer.Typer(
-    help="PostgreSQL and an MLflow server on it, for a team (under .services/).", no_args_is_help=True
+    help="A team's services under .services/: PostgreSQL and an MLflow server on it; a Dask cluster (--dask N).",
+    no_args_is_help=True,
 )
 app.add_typer(services_app, name="services")
 PgPort = Annotated[
@@ -195,37 +196,72 @@ MlflowPort = Annotated[
 
 
 @services_app.command("start")
-def services_start(pg_port: PgPort = None, mlflow_port: MlflowPort = None):
-    "Start PostgreSQL (a cluster under .services/, made the first time) and the MLflow server on it; print their URLs."
+def services_start(
+    pg_port: PgPort = None,
+    mlflow_port: MlflowPort = None,
+    dask: Annotated[
+        int, typer.Option("--dask", min=0, help="Also start a Dask cluster: a scheduler and this many workers")
+    ] = 0,
+    tracking: Annotated[bool, typer.Option(help="Start PostgreSQL and the MLflow server (--no-tracking: not)")] = True,
+    dask_port: Annotated[int, typer.Option(help="The Dask scheduler's port on 127.0.0.1")] = 8786,
+    threads: Annotated[int, typer.Option(min=1, help="Threads per Dask worker")] = 1,
+    memory_limit: Annotated[
+        str, typer.Option(help="Memory per Dask worker, e.g. 4GiB (default: 80 % of this machine's, shared out)")
+    ] = "",
+):
+    "Start PostgreSQL (a cluster under .services/, made the first time) and the MLflow server on it, and with --dask N a Dask cluster; print what to point the project at."
     from ml_project.search import services
 
     settings = _setup(None, quiet=True)
     try:
-        started = services.start(services.services_for(settings, pg_port, mlflow_port))
+        if tracking:
+            typer.echo(services.describe(services.start(services.services_for(settings, pg_port, mlflow_port))))
+        if dask:
+            from ml_project.cluster import engine
+
+            cluster = engine.local_cluster(settings, dask_port, dask)
+            cluster.threads, cluster.memory_limit = threads, memory_limit
+            engine.start_cluster(cluster)
+            typer.echo(
+                f"Dask: a scheduler on {cluster.address} and {cluster.workers} workers of {cluster.threads} thread(s), "
+                f"{cluster.memory_limit} each (logs in {settings.relative(cluster.folder)})\n"
+                f"  export ML_PROJECT_DASK_SCHEDULER={cluster.address}   # or --cluster {cluster.address}"
+            )
     except _project_errors() as e:
         _fail(str(e), 1)
-    typer.echo(services.describe(started))
 
 
 @services_app.command("stop")
 def services_stop():
-    "Stop the MLflow server and PostgreSQL; their data stays for the next start."
+    "Stop the Dask cluster, the MLflow server and PostgreSQL (whichever run); their data stays for the next start."
+    from ml_project.cluster import engine
     from ml_project.search import services
 
     settings = _setup(None, quiet=True)
     try:
-        services.stop(services.services_for(settings))
+        cluster = engine.local_cluster(settings)
+        if any(engine.cluster_status(cluster).values()):
+            engine.stop_cluster(cluster)
+            typer.echo("stopped: the Dask cluster")
+        found = services.services_for(settings)
+        if found.data.is_dir() or found.mlflow_pid.exists():
+            services.stop(found)
+            typer.echo("stopped: MLflow server and PostgreSQL")
     except _project_errors() as e:
         _fail(str(e), 1)
-    typer.echo("stopped: MLflow server and PostgreSQL")
 
 
 @services_app.command("status")
 def services_status():
-    "Whether PostgreSQL and the MLflow server answer (exit 1 when one does not)."
+    "Whether PostgreSQL and the MLflow server answer, and the Dask cluster's processes when it was started (exit 1 when one is down)."
+    from ml_project.cluster import engine
     from ml_project.search import services
 
-    found = services.status(services.services_for(_setup(None, quiet=True)))
+    settings = _setup(None, quiet=True)
+    found = services.status(services.services_for(settings))
+    cluster = engine.local_cluster(settings)
+    if cluster.folder.is_dir():
+        found |= {f"dask {process}": up for process, up in engine.cluster_status(cluster).items()}
     for name, up in found.items():
         typer.echo(f"{name}: {'up' if up else 'down'}")
     if not all(found.values()):

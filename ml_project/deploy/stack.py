@@ -175,6 +175,23 @@ def _run_compose(settings: Settings, engine: str | None, state: dict, name: str,
     return _run(command, f"compose {args[0]}", env=_environment(settings, state)).stdout
 
 
+def _check_started(engine: str, name: str, services: list[str]):
+    """A clear error naming each service whose container the engine created but could not start, with the engine's
+    reason: podman-compose goes on past one, which would otherwise show only as a replica the balancer never sees."""
+    engine = container_engine(engine)
+    failed = []
+    for service in services:
+        for found in containers(engine, name, service):
+            state = subprocess.run([engine, "inspect", "--format", "{{.State.Status}}", found], capture_output=True,
+                                   text=True).stdout.strip()  # fmt: skip
+            if state == "created":  # never started: starting it again says why
+                again = subprocess.run([engine, "start", found], capture_output=True, text=True)
+                if again.returncode != 0:
+                    failed.append(f"{service}: {(again.stderr or again.stdout).strip().splitlines()[-1][:300]}")
+    if failed:
+        raise ServiceError(f"the container engine could not start {'; '.join(failed)}")
+
+
 def start_slot(
     settings: Settings,  # the project root
     state: dict,  # the stack's state, with the slot's image in `state[slot]["image"]`
@@ -189,6 +206,7 @@ def start_slot(
         if found:
             subprocess.run([engine, "rm", "-f", *found], capture_output=True)
     _run_compose(settings, engine, state, name, "up", "-d", *replicas(slot))
+    _check_started(engine, name, replicas(slot))
 
 
 def stop_slot(
@@ -334,7 +352,9 @@ def stack_up(
              "blue": {"image": image, "model": model_info}, "green": None, "releases": []}  # fmt: skip
     write_live(settings, state)
     log.info("starting the stack: %s x%d behind HAProxy on 127.0.0.1:%d", image, len(replicas("blue")), port)
-    _run_compose(settings, engine, state, name, "up", "-d", *replicas("blue"), "lb", "prometheus", "postgres", "mlflow")
+    services = [*replicas("blue"), "lb", "prometheus", "postgres", "mlflow"]
+    _run_compose(settings, engine, state, name, "up", "-d", *services)
+    _check_started(engine, name, services)
     stats = f"http://127.0.0.1:{stats_port}/stats"
     wait_slot(stats, "blue")
     mlflow = f"http://127.0.0.1:{mlflow_port}"
