@@ -12,8 +12,11 @@ PIP_VERSION := 26.3
 # out of your own (under .test-runs/), so `make test` never mixes into real results.
 # Two lanes run side by side (make -j2): the notebooks (nbdev-test, then nbval) followed by the search and services
 # tests, and the rest of tests/; each pytest run has a folder of its own, so nothing they write is shared.
+# One OpenMP thread per process in tests (TEST_THREADS): two lanes already fill two cores, and XGBoost's or torch's
+# threads spinning for a core the other lane holds made one multiclass test 7x slower in CI.
 TEST_DIR := .test-runs
-test_env = ML_PROJECT_MODE=fast \
+TEST_THREADS ?= 1
+test_env = ML_PROJECT_MODE=fast OMP_NUM_THREADS=$(TEST_THREADS) \
 	ML_PROJECT_MLFLOW_TRACKING_URI=sqlite:///$(1)/mlflow.db \
 	ML_PROJECT_MLFLOW_ARTIFACT_ROOT=$(1)/mlartifacts \
 	ML_PROJECT_MODELS_DIR=$(1)/models \

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'target_classes', 'encode_target', 'features_and_target', 'stratify_on', 'cv_folds', 'check_split',
-           'sample_rows', 'split_data', 'write_processed', 'read_processed', 'Splits', 'load_splits']
+           'sample_rows', 'split_data', 'split_by_hash', 'write_processed', 'read_processed', 'Splits', 'load_splits']
 
 # %% ../nbs/08_split.ipynb #82c3f47c
 def _plain(value):
@@ -166,6 +166,26 @@ def split_data(
         stratify=rest[target] if target is not None else None,
     )
     return {"train": train, "valid": valid, "test": test}
+
+# %% ../nbs/08_split.ipynb #a23352a0
+def split_by_hash(
+    frame: pd.DataFrame,  # rows of the data: a whole table or one partition of it
+    split: SplitConfig,  # the config's `split` section (sizes)
+    id_column: str | None = None,  # hash this column (default: the whole row)
+    seed: int = 42,  # another seed, another split
+) -> pd.Series:
+    "Each row's split (`train`, `valid` or `test`), from a seeded hash of its id or its values: the same for the same row wherever it is read."
+    key = frame[id_column] if id_column else frame
+    hashed = pd.util.hash_pandas_object(key, index=False).to_numpy()
+    # the seed mixed in with splitmix64's finaliser (pandas' own hash key reaches text columns only)
+    mixed = hashed + np.uint64(seed + 1) * np.uint64(0x9E3779B97F4A7C15)
+    mixed = (mixed ^ (mixed >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    mixed = (mixed ^ (mixed >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    share = ((mixed ^ (mixed >> np.uint64(31))) % np.uint64(1_000_000)) / 1_000_000
+    names = np.where(
+        share < split.test_size, "test", np.where(share < split.test_size + split.valid_size, "valid", "train")
+    )
+    return pd.Series(names, index=frame.index, name="split")
 
 # %% ../nbs/08_split.ipynb #da0c39b3
 def write_processed(
