@@ -161,3 +161,10 @@ def test_an_interrupted_client_leaves_no_output(cluster, tmp_path):
     assert job.returncode == 130 and "nothing was written" in stderr, stdout + stderr
     time.sleep(2)  # tasks that were running when it stopped have finished by now
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big", "project"]  # no output, no partial folder
+
+
+def test_a_bad_memory_limit_is_refused_by_name_before_anything_starts(project):
+    done = _cli("services", "start", "--dask", "1", "--no-tracking", "--dask-port", str(free_port()),
+                "--memory-limit", "lots", root=project.root)  # fmt: skip
+    assert done.returncode == 1 and "memory limit 'lots' is not a size" in done.stderr, done.stdout + done.stderr
+    assert not any(engine.cluster_status(engine.local_cluster(project)).values())

@@ -119,7 +119,14 @@ ClusterOption = Annotated[
         help="Score on the Dask cluster at this scheduler address (default: the dask_scheduler setting; none: here)",
     ),
 ]
-ChunkOption = Annotated[int, typer.Option(min=1, help="Rows read and scored at a time: memory is bounded by this")]
+ChunkOption = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Rows read and scored at a time: memory is bounded by this (with --cluster a partition is a Parquet "
+        "file's row groups or a 64 MiB CSV block)",
+    ),
+]
 ProgressOption = Annotated[bool | None, typer.Option(help="A progress bar (default: when stderr is a terminal)")]
 
 
@@ -149,7 +156,7 @@ def predict(
             from ml_project.cluster.scoring import score_on_cluster
 
             with connect(address) as client:
-                workers = len(client.scheduler_info()["workers"])
+                workers = len(client.nthreads())
                 typer.echo(f"model: {model}; cluster: {address} ({workers} workers)", err=True)
                 summary = score_on_cluster(model, input, output, client, settings, rejects, keep_inputs=inputs,
                                            progress=show)  # fmt: skip

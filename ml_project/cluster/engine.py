@@ -118,6 +118,7 @@ def start_cluster(
         raise ConfigError(f"a cluster needs at least one worker of one thread (asked: {cluster.workers} workers, "
                           f"{cluster.threads} threads)")  # fmt: skip
     cluster.memory_limit = cluster.memory_limit or _memory_share(cluster.workers)
+    _check_memory_limit(cluster.memory_limit)
     cluster.folder.mkdir(parents=True, exist_ok=True)
     (cluster.folder / "cluster").write_text(f"port={cluster.port}\nworkers={cluster.workers}\n"
                                             f"threads={cluster.threads}\nmemory_limit={cluster.memory_limit}\n")  # fmt: skip
@@ -132,20 +133,46 @@ def start_cluster(
             "--local-directory", str(cluster.folder / f"worker-{i}"), "--death-timeout", "60",
         ]  # fmt: skip
     try:
+        started = {}
         for process, command in commands.items():
             with open(cluster.folder / f"{process}.log", "ab") as output:
                 # A session of its own: stopped with its children (the nanny's worker) by its process group
-                started = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-                                           stdin=subprocess.DEVNULL)  # fmt: skip
-            cluster.pid_file(process).write_text(str(started.pid))
+                started[process] = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
+                                                    start_new_session=True, stdin=subprocess.DEVNULL)  # fmt: skip
+            cluster.pid_file(process).write_text(str(started[process].pid))
             if process == "scheduler":
-                _wait_scheduler(cluster, started, timeout)
-        with connect(cluster.address, timeout=timeout, check=False) as client:
-            client.wait_for_workers(cluster.workers, timeout=timeout)
+                _wait_scheduler(cluster, started[process], timeout)
+        _wait_workers(cluster, started, timeout)
     except Exception:
         stop_cluster(cluster)
         raise
     return cluster
+
+
+def _check_memory_limit(limit: str):
+    from dask.utils import parse_bytes
+
+    try:
+        parse_bytes(limit)
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"memory limit {limit!r} is not a size: write it as 4GiB, 500MB or a number of bytes"
+        ) from None
+
+
+def _wait_workers(cluster: LocalCluster, started: dict[str, subprocess.Popen], timeout: float):
+    "Return once every worker has joined; a clear error naming a worker that stopped, or the ones that never came."
+    with connect(cluster.address, timeout=timeout, check=False) as client:
+        deadline = time.monotonic() + timeout
+        while (joined := len(client.nthreads())) < cluster.workers:
+            for process, handle in started.items():
+                if handle.poll() is not None:
+                    raise ServiceError(f"Dask's {process} stopped at start ({handle.returncode}): see "
+                                       f"{cluster.folder / (process + '.log')}")  # fmt: skip
+            if time.monotonic() > deadline:
+                raise ServiceError(f"{joined} of {cluster.workers} Dask workers joined within {timeout:.0f} s: see "
+                                   f"the worker logs in {cluster.folder}")  # fmt: skip
+            time.sleep(0.2)
 
 
 def _wait_scheduler(cluster: LocalCluster, started: subprocess.Popen, timeout: float):
@@ -199,6 +226,10 @@ def _installed_versions() -> dict[str, str | None]:
         except PackageNotFoundError:
             found[package] = None
     return found
+
+
+def _worker_name(dask_worker) -> str:
+    return str(dask_worker.name)
 
 
 def check_versions(

@@ -203,7 +203,9 @@ def score_on_cluster(
     schema = _output_schema(here, frame.partitions[0].head(1000, compute=True), keep_inputs)
     plugin = ModelOnWorkers(files, metadata["sha256"], metadata["name"], metadata["version"])
     fs, out_root = fsspec.core.url_to_fs(output)
-    rej_root = fsspec.core.url_to_fs(rejects)[1]
+    rej_fs, rej_root = fsspec.core.url_to_fs(rejects)
+    if rej_fs.protocol != fs.protocol:  # both folders are renamed in place, on one file system
+        raise InputError(f"the rejects ({rejects}) must be on the output's file system ({output})")
     token = secrets.token_hex(4)
     staged = {out_root: f"{out_root}.partial-{token}", rej_root: f"{rej_root}.partial-{token}"}
     futures, done = [], []
@@ -212,8 +214,9 @@ def score_on_cluster(
             fs.makedirs(folder, exist_ok=True)
         client.register_plugin(plugin)
         score = dask.delayed(score_partition, pure=False)
+        urls = [fs.unstrip_protocol(staged[out_root]), fs.unstrip_protocol(staged[rej_root])]  # as workers open them
         futures = client.compute(
-            [score(part, i, plugin.name, staged[out_root], staged[rej_root], schema, keep_inputs)
+            [score(part, i, plugin.name, *urls, schema, keep_inputs)
              for i, part in enumerate(frame.to_delayed())]
         )  # fmt: skip
         bar = dict(total=len(futures), disable=not progress, unit="partition", desc=f"scoring {input}", file=sys.stderr)

@@ -44,7 +44,7 @@ class BatchSummary:
         rate = self.rows / self.seconds if self.seconds else 0
         return (
             f"scored {self.scored:,} of {self.rows:,} rows in {self.seconds:.1f}s ({rate:,.0f} rows/s) -> {self.output}; "
-            f"{self.rejected:,} rejected -> {self.rejects}"
+            + (f"{self.rejected:,} rejected -> {self.rejects}" if self.rejects.exists() else "none rejected")
         )
 
 # %% ../../nbs/42_serve.batch.ipynb #b8d874de
