@@ -178,7 +178,7 @@ def split_by_hash(
     key = frame[id_column] if id_column else frame
     hashed = pd.util.hash_pandas_object(key, index=False).to_numpy()
     # the seed mixed in with splitmix64's finaliser (pandas' own hash key reaches text columns only)
-    mixed = hashed + np.uint64(seed + 1) * np.uint64(0x9E3779B97F4A7C15)
+    mixed = hashed + np.uint64((seed + 1) * 0x9E3779B97F4A7C15 % 2**64)  # wraps as uint64 does, silently
     mixed = (mixed ^ (mixed >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     mixed = (mixed ^ (mixed >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     share = ((mixed ^ (mixed >> np.uint64(31))) % np.uint64(1_000_000)) / 1_000_000
