@@ -42,10 +42,7 @@ def model_files(
     return folder, files, {**metadata, "name": info.get("name") or folder.name, "version": info.get("version")}
 
 # %% ../../nbs/71_cluster.scoring.ipynb #a7b1fdb4
-try:
-    from distributed.diagnostics.plugin import WorkerPlugin
-except ImportError:  # Dask is a dependency; this keeps the module importable for the docs if it is not installed
-    WorkerPlugin = object
+from distributed.diagnostics.plugin import WorkerPlugin
 
 
 class ModelOnWorkers(WorkerPlugin):
@@ -69,14 +66,13 @@ class ModelOnWorkers(WorkerPlugin):
         folder.mkdir(parents=True, exist_ok=True)
         for file, data in self.files.items():
             (folder / file).write_bytes(data)
-        _, metadata = verify_model(
-            folder, Settings(root=root, models_dir=root / "models")
-        )  # the file matches its metadata
+        own = Settings(root=root, models_dir=root / "models")  # the worker's own models/, the only place it loads from
+        _, metadata = verify_model(folder, own)  # the file matches its metadata
         if metadata["sha256"] != self.sha256:  # ... and the metadata is the registry's, not one sent with other files
             raise ModelIntegrityError(
                 f"the model sent to {worker.name} has sha256 {metadata['sha256']}, not {self.sha256}; not loaded"
             )
-        self.predictor = ModelPredictor.from_path(folder, Settings(root=root, models_dir=root / "models"))
+        self.predictor = ModelPredictor.from_path(folder, own)
         self.predictor.name, self.predictor.version = self.model_name, self.version
 
 # %% ../../nbs/71_cluster.scoring.ipynb #06b42171
