@@ -38,7 +38,7 @@ PHASES = {  # subpackage -> (chapters, what it is)
         "60–62",
         "leaving the laptop: the container image of the service, the stack behind a load balancer, the release",
     ),
-    "cluster": ("70–71", "beyond one machine: a Dask cluster, and batch scoring on its workers"),
+    "cluster": ("70–72", "beyond one machine: a Dask cluster, batch scoring and training on its workers"),
 }
 HAND_WRITTEN = {  # module -> (chapter, what it is; why it is not a notebook)
     "ml_project.errors": (0, "the project's error types, one line each at the command line (tests/test_errors.py)"),
@@ -99,7 +99,7 @@ COMMANDS = {  # module -> how a user reaches it
     "train.files": "`models/<experiment>/`; `ModelPredictor.from_path`",
     "train.tracking": "every MLflow run of `train`, `tune`, `monitor`",
     "train.registry": "`--model churn`, `churn@challenger`, `churn:3`",
-    "train.champion": "part of `train` and `tune`",
+    "train.champion": "part of `train` and `tune`; `ml-project models list`, `models show`",
     "train.evaluation": "part of `train`; `ml-project evaluate`",
     "train.report": "`ml-project evaluate`",
     "train.preflight": "every `train`, `run` and `tune`, before any work",
@@ -113,7 +113,8 @@ COMMANDS = {  # module -> how a user reaches it
     "serve.predictor": "`from ml_project import ModelPredictor`",
     "serve.batch": "`ml-project predict`",
     "cluster.scoring": "`ml-project predict --cluster`",
-    "serve.keys": "`ml-project keys add`",
+    "cluster.training": "`ml-project train --cluster`",
+    "serve.keys": "`ml-project keys add`, `keys list`, `keys revoke`",
     "serve.log": "the prediction log `serve` writes and `monitor` reads",
     "serve.service": "`ml-project serve`",
     "serve.app": "`ml-project serve` (`make serve`)",

@@ -5,6 +5,7 @@ Modules:
 - `ml_project.cli.common`: The `ml-project` command's shared parts: the app, its options, its errors, its logging and settings.
 - `ml_project.cluster.engine`: A Dask cluster for the project: started here as processes, or any existing one reached by its scheduler's address.
 - `ml_project.cluster.scoring`: `score_on_cluster`: a file or dataset larger than one machine scored by a Dask cluster's workers, each holding the model once, hash-checked; the scored rows and the rejects written as Parquet and CSV datasets, one file per partition, renamed into place only when every partition is done.
+- `ml_project.cluster.training`: `train_on_cluster`: an XGBoost experiment trained on a Dask cluster's workers, for a table larger than one machine's memory: partitions validated where they lie, rows split by a seeded hash, the steps fitted on a bounded sample, `xgboost.dask` early-stopped on the validation rows, every metric from every row; the result an ordinary pipeline that the predictor, the service, monitoring and the registry take as they take any other.
 - `ml_project.config`: Experiment configs in YAML, validated before anything runs; a search config's families, each as a config of its own.
 - `ml_project.data`: Acquire raw data once, version it with DVC, verify its hash on every run, and load it validated against its schema and correctly typed.
 - `ml_project.deploy.image`: The prediction service as a container image: its build context, its base, the build, and the warm-up inside it.

@@ -18,6 +18,7 @@ __all__ = [
     "DataValidationError",
     "InputError",
     "PredictionInputError",
+    "NothingToMonitor",
     "ModelReferenceError",
     "ModelIntegrityError",
     "ServiceError",
@@ -61,6 +62,10 @@ class PredictionInputError(InputError):
             f"{len(problems)} problem(s) in the input: {shown}"
             + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
         )
+
+
+class NothingToMonitor(InputError):
+    "The model has no rows to monitor yet (a champion that has just moved has served nothing): not a failure."
 
 
 class ModelReferenceError(MLProjectError, ValueError):

@@ -167,6 +167,11 @@ class SplitConfig(_Strict):
     test_size: float = Field(0.2, gt=0, lt=1, description="Share of rows held out for the final report")
     valid_size: float = Field(0.1, ge=0, lt=1, description="Share of rows for choosing (threshold, champion)")
     stratify: bool = Field(True, description="Keep the class shares equal across splits (classification)")
+    method: Literal["random", "hash"] = Field(
+        "random",
+        description="random: a seeded shuffle (stratified when asked); hash: each row's split from a seeded hash of "
+        "data.id_column (or the whole row), as a cluster run splits: the same rows in one process and on a cluster",
+    )
 
     @model_validator(mode="after")
     def _room_to_train(self):
@@ -316,6 +321,11 @@ class TrainingConfig(_Strict):
         description="Metrics reported for CV, validation and test; the first decides unless `primary_metric` says otherwise",
     )
     primary_metric: str | None = Field(None, description="The metric that decides (default: the first of `metrics`)")
+    engine: Literal["local", "dask"] = Field(
+        "local",
+        description="local: in this process; dask: on the Dask cluster at the dask_scheduler setting or --cluster "
+        "(XGBoost only; what `ml-project train --cluster` does)",
+    )
 
     @field_validator("metrics")
     @classmethod

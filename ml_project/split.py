@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'target_classes', 'encode_target', 'features_and_target', 'stratify_on', 'cv_folds', 'check_split',
-           'sample_rows', 'split_data', 'split_by_hash', 'write_processed', 'read_processed', 'Splits', 'load_splits']
+           'sample_rows', 'split_data', 'hash_share', 'split_by_hash', 'write_processed', 'read_processed', 'Splits',
+           'load_splits']
 
 # %% ../nbs/08_split.ipynb #82c3f47c
 def _plain(value):
@@ -168,6 +169,21 @@ def split_data(
     return {"train": train, "valid": valid, "test": test}
 
 # %% ../nbs/08_split.ipynb #a23352a0
+def hash_share(
+    frame: pd.DataFrame,  # rows of the data: a whole table or one partition of it
+    id_column: str | None = None,  # hash this column (default: the whole row)
+    seed: int = 42,  # another seed, another draw
+) -> np.ndarray:
+    "Each row's place in [0, 1), from a seeded hash of its id or its values: a split, a fold or a sample is a range of it."
+    key = frame[id_column] if id_column else frame
+    hashed = pd.util.hash_pandas_object(key, index=False).to_numpy()
+    # the seed mixed in with splitmix64's finaliser (pandas' own hash key reaches text columns only)
+    mixed = hashed + np.uint64((seed + 1) * 0x9E3779B97F4A7C15 % 2**64)  # wraps as uint64 does, silently
+    mixed = (mixed ^ (mixed >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    mixed = (mixed ^ (mixed >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return ((mixed ^ (mixed >> np.uint64(31))) % np.uint64(1_000_000)) / 1_000_000
+
+
 def split_by_hash(
     frame: pd.DataFrame,  # rows of the data: a whole table or one partition of it
     split: SplitConfig,  # the config's `split` section (sizes)
@@ -175,13 +191,7 @@ def split_by_hash(
     seed: int = 42,  # another seed, another split
 ) -> pd.Series:
     "Each row's split (`train`, `valid` or `test`), from a seeded hash of its id or its values: the same for the same row wherever it is read."
-    key = frame[id_column] if id_column else frame
-    hashed = pd.util.hash_pandas_object(key, index=False).to_numpy()
-    # the seed mixed in with splitmix64's finaliser (pandas' own hash key reaches text columns only)
-    mixed = hashed + np.uint64((seed + 1) * 0x9E3779B97F4A7C15 % 2**64)  # wraps as uint64 does, silently
-    mixed = (mixed ^ (mixed >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    mixed = (mixed ^ (mixed >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    share = ((mixed ^ (mixed >> np.uint64(31))) % np.uint64(1_000_000)) / 1_000_000
+    share = hash_share(frame, id_column, seed)
     names = np.where(
         share < split.test_size, "test", np.where(share < split.test_size + split.valid_size, "valid", "train")
     )
@@ -268,10 +278,18 @@ def load_splits(
         )
     frame, manifest = dataset.frame, None
     if rows is None:
-        if settings.fast:
+        by_hash = config.split.method == "hash"  # each row's split from its hash: what a cluster run draws too
+        if settings.fast and by_hash:
+            keep = hash_share(frame, config.data.id_column, settings.seed + 2) < settings.fast_sample_rows / len(frame)
+            frame = frame[keep]
+        elif settings.fast:
             frame = sample_rows(frame, settings.fast_sample_rows, stratify_on(config), seed=settings.seed)
         check_split(frame, config, settings, str(dataset.raw_path))
-        tables = split_data(frame, config.split, stratify_on(config), seed=settings.seed)
+        if by_hash:
+            labels = split_by_hash(frame, config.split, config.data.id_column, settings.seed)
+            tables = {name: frame[labels.eq(name)] for name in ("train", "valid", "test")}
+        else:
+            tables = split_data(frame, config.split, stratify_on(config), seed=settings.seed)
         manifest = write_processed(tables, dataset, config, settings)
     else:
         unknown = sorted({r for labels in rows.values() for r in labels} - set(frame.index))[:5]

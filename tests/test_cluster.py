@@ -168,3 +168,69 @@ def test_a_bad_memory_limit_is_refused_by_name_before_anything_starts(project):
                 "--memory-limit", "lots", root=project.root)  # fmt: skip
     assert done.returncode == 1 and "memory limit 'lots' is not a size" in done.stderr, done.stdout + done.stderr
     assert not any(engine.cluster_status(engine.local_cluster(project)).values())
+
+
+def _metadata(settings, experiment: str = "churn_xgboost") -> dict:
+    import json
+
+    return json.loads((settings.models_dir / experiment / "metadata.json").read_text())
+
+
+def test_training_on_the_cluster_agrees_with_one_process_and_is_served(cluster, tmp_path):
+    "Churn in careful mode, split by the same hash: the same rows, ROC-AUC within 0.01; then a Parquet folder read in place."
+    settings, local, _ = cluster
+    root = settings.root
+    same = ["--mode", "careful", "--set", "split.method=hash", "--set", "training.cv_folds=2",
+            "--set", "model.params.learning_rate=0.1", "-c", "configs/churn_xgboost.yaml"]  # fmt: skip
+    here = _cli("train", "-q", *same, root=root)
+    assert here.returncode == 0, here.stdout + here.stderr
+    in_process = _metadata(settings)
+    there = _cli("train", "-q", *same, "--cluster", local.address, root=root)
+    assert there.returncode == 0, there.stdout + there.stderr
+    assert "training on the cluster" in there.stderr and "(2 workers)" in there.stderr
+    on_cluster = _metadata(settings)
+    assert on_cluster["engine"] == "dask" and in_process.get("engine") is None
+    assert on_cluster["rows"] == in_process["rows"] and on_cluster["data_md5"] == in_process["data_md5"]
+    for split in ("valid", "test"):  # the stated tolerance: early stopping judges other rows, the steps see a sample
+        ours, theirs = on_cluster["metrics"][f"{split}_roc_auc"], in_process["metrics"][f"{split}_roc_auc"]
+        assert abs(ours - theirs) <= 0.01, (split, ours, theirs)
+    assert "champion decision" in there.stdout  # judged against the one-process champion, on the same validation rows
+
+    # 20,000 rows as a Parquet dataset of four files, outside the project, read in place; registered; served
+    from ml_project.config import load_config
+    from ml_project.data import load_dataset
+    from ml_project.serve.predictor import ModelPredictor
+
+    rows = load_dataset(load_config(settings.configs_dir / "churn_xgboost.yaml"), settings).frame
+    rows = rows.sample(20_000, replace=True, random_state=0).reset_index(drop=True)
+    rows["rownames"] = np.arange(1, len(rows) + 1)
+    _as_parquet_files(rows, 4, tmp_path / "big")
+    big = _cli("train", "-c", "configs/churn_xgboost.yaml", "--cluster", local.address, "--input", str(tmp_path / "big"),
+               "--set", "model.params.learning_rate=0.1", root=root)  # fmt: skip
+    assert big.returncode == 0, big.stdout + big.stderr
+    assert "registered churn__fast v" in big.stdout
+    saved = _metadata(settings, "churn_xgboost__fast")  # fast mode's model, beside the careful one
+    assert saved["data_path"] == str(tmp_path / "big") and saved["data_md5"] != in_process["data_md5"]
+    assert abs(sum(saved["rows"].values()) - settings.fast_sample_rows) < 0.1 * settings.fast_sample_rows  # fast mode
+    predictor = ModelPredictor.from_path(settings.models_dir / "churn_xgboost__fast", settings)
+    answer = predictor.predict(rows.head(100)[list(saved["input_schema"])])
+    assert not answer.rejected and set(answer.labels) <= {"Yes", "No"} and answer.probabilities.shape == (100, 2)
+
+
+def test_what_does_not_train_on_a_cluster_is_refused_by_name(project):
+    from typer.testing import CliRunner
+
+    from ml_project.cli import app
+
+    def train(config, *args):
+        return CliRunner().invoke(app, ["train", "-c", str(project.root / config), *args])
+
+    forest = train("configs/experiment_001.yaml", "--cluster", f"127.0.0.1:{free_port()}")
+    assert forest.exit_code == 1 and "model.type 'random_forest' cannot train on a Dask cluster" in forest.output
+    alone = train("configs/churn_xgboost.yaml", "--input", "rows.parquet")
+    assert alone.exit_code == 1 and "--input trains on a Dask cluster" in alone.output
+    nowhere = train("configs/churn_xgboost.yaml", "--set", "training.engine=dask")
+    assert nowhere.exit_code == 1 and "no cluster is named" in nowhere.output, nowhere.output
+    away = train("configs/churn_xgboost.yaml", "--cluster", f"127.0.0.1:{free_port()}")
+    assert away.exit_code == 1 and "no Dask scheduler answers" in away.output
+    assert not (project.models_dir / "churn_xgboost").exists()

@@ -1,11 +1,12 @@
 """The baseline end to end in fast mode: command, MLflow run, saved model; failures recorded and reported."""
 
 import json
+import subprocess
 
 import mlflow
 import pandas as pd
 import pytest
-from conftest import write_csv
+from conftest import BIN, write_csv
 from typer.testing import CliRunner
 
 from ml_project.cli import app
@@ -48,6 +49,23 @@ def test_train_baseline_fast(project):
     manifest = json.loads((project.processed_dir / "experiment_001__fast" / "manifest.json").read_text())
     assert manifest["source_md5"] == run["tags.data_md5"]
     assert sum(s["rows"] for s in manifest["splits"].values()) == project.fast_sample_rows
+
+
+def test_train_prints_no_library_warning(trained_churn):
+    "What a user sees: the stages and the summary, no library's warning or chatter (a second version: the registry's too)."
+    done = subprocess.run([str(BIN / "ml-project"), "train", "-c", "configs/churn_xgboost.yaml"], cwd=trained_churn.root,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    noisy = [line for line in (done.stdout + done.stderr).splitlines()
+             if "Warning" in line or "site-packages" in line or "already exists" in line]  # fmt: skip
+    assert not noisy, noisy
+    listed = runner.invoke(app, ["models", "list"])
+    assert listed.exit_code == 0 and "churn__fast" in listed.output, listed.output
+    shown = runner.invoke(app, ["models", "show", "churn__fast"])  # the champion, why, and both versions
+    assert shown.exit_code == 0 and "churn__fast: champion v1" in shown.output, shown.output
+    assert "why: the first version of churn__fast" in shown.output and "does not beat champion v1" in shown.output
+    unknown = runner.invoke(app, ["models", "show", "nochurn"])
+    assert unknown.exit_code == 1 and "no registered model 'nochurn'" in unknown.output
 
 
 def test_tampered_model_is_refused(project):
@@ -119,3 +137,18 @@ def test_data_and_infer_schema_commands(project, tmp_path):
     assert result.exit_code == 0 and "contract:" in out.read_text()
     again = runner.invoke(app, ["infer-schema", str(project.raw_dir / "wa_churn.csv"), "--out", str(out)])
     assert again.exit_code == 1 and "exists; not overwritten" in again.output
+
+
+def test_keys_are_added_listed_and_revoked_by_id(project, tmp_path):
+    keys = tmp_path / "api_keys"
+    added = runner.invoke(app, ["keys", "add", "batch-job", "--file", str(keys)])
+    assert added.exit_code == 0 and added.output.startswith("mlp_"), added.output
+    assert runner.invoke(app, ["keys", "add", "ops", "--role", "admin", "--file", str(keys)]).exit_code == 0
+    listed = runner.invoke(app, ["keys", "list", "--file", str(keys)])
+    assert listed.output.split("\n")[:2] == ["batch-job  predict", "ops  admin"]  # ids and roles, never a key or hash
+    assert added.output.split()[0] not in listed.output
+    revoked = runner.invoke(app, ["keys", "revoke", "batch-job", "--file", str(keys)])
+    assert revoked.exit_code == 0 and "revoked 'batch-job'" in revoked.output
+    assert runner.invoke(app, ["keys", "list", "--file", str(keys)]).output.split("\n")[0] == "ops  admin"
+    again = runner.invoke(app, ["keys", "revoke", "batch-job", "--file", str(keys)])
+    assert again.exit_code == 1 and "holds no key 'batch-job'" in again.output

@@ -134,6 +134,19 @@ def test_the_champion_never_moves_on_a_test_metric(project, tmp_path):
     assert again.promotion.compared_on == "cv" and not again.champion and "does not beat" in again.promotion.reason
 
 
+def test_only_the_champion_is_told_so_when_the_alias_moves(project, tmp_path):
+    config = _test_only_hint(project, tmp_path)
+    first = run_experiment(config("peeker", "x", 4), project)  # the first version: champion until a better one
+    second = run_experiment(config("honest", "hint", 2), project)  # better on the validation rows: it takes over
+    assert first.champion and second.champion
+    client = MlflowClient(project.mlflow_tracking_uri)
+    assert client.get_run(first.run_id).data.tags["champion"] == "False"  # the alias is the truth, and the tags say so
+    assert client.get_run(second.run_id).data.tags["champion"] == "True"
+    version = client.get_model_version("hinted__fast", second.registered[1])
+    assert version.description == second.promotion.reason and "beats champion v1" in version.description
+    assert f"Champion: v{second.registered[1]}" in client.get_registered_model("hinted__fast").description
+
+
 def test_a_problem_has_one_selection_metric(project, tmp_path):
     base = (project.configs_dir / "churn_logistic.yaml").read_text()
     assert runner.invoke(app, ["train", "-c", str(project.configs_dir / "churn_logistic.yaml")]).exit_code == 0

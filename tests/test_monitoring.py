@@ -224,3 +224,21 @@ def test_thresholds_are_checked_with_the_config(project, tmp_path):
     assert "monitoring.drift_share" in str(error.value) and "monitoring.distanse" in str(error.value)
     (tmp_path / "good.yaml").write_text(text + "\nmonitoring:\n  drift_share: 0.3\n  max_drop: 0.05\n")
     assert load_config(tmp_path / "good.yaml").monitoring.drift_share == 0.3
+
+
+def test_a_champion_that_has_served_nothing_yet_is_not_an_error(churn, monkeypatch):
+    from ml_project.errors import NothingToMonitor
+    from ml_project.monitor import check
+    from ml_project.monitor.report import logged_rows
+
+    settings, rows, _ = churn
+    _send(settings, rows.head(5))  # served by v1
+    with pytest.raises(NothingToMonitor, match=r"nothing to monitor for churn__fast v7 yet: .* rows of v1 only"):
+        logged_rows(settings, "churn__fast", "7")  # the champion has moved to v7, which has answered nothing
+
+    def moved(*args, **kwargs):
+        return logged_rows(settings, "churn__fast", "7")
+
+    monkeypatch.setattr(check, "monitor_model", moved)
+    done = runner.invoke(cli, ["monitor", "--model", "churn__fast"])
+    assert done.exit_code == 0 and "nothing to monitor for churn__fast v7 yet" in done.output, done.output

@@ -225,6 +225,10 @@ def test_the_refit_trains_the_rounds_its_folds_found_on_every_row(project, tmp_p
     booster = model[-1].regressor_  # under the log-target transform
     assert booster.n_estimators == rounds and booster.get_booster().num_boosted_rounds() == rounds
     assert fitted_rounds(model) is None  # no early stopping: every training row is fitted, none held out
+    from ml_project.search.tune import tune_summary
+
+    said = "\n".join(tune_summary(result, config, project))  # the two CV scores, each named, and why they differ
+    assert f"the trial's {result.study.best_value:.4f}" in said and f"the {rounds} rounds they found" in said
 
 
 def test_journal_storage(project, tmp_path):

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -86,6 +87,9 @@ SetOption = Annotated[
 QuietOption = Annotated[
     bool, typer.Option("--quiet", "-q", help="Only warnings and the results, not the stages as they go")
 ]
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Also what the libraries said (MLflow's warnings and messages)")
+]
 
 
 def _version(value: bool):
@@ -121,15 +125,29 @@ class _Stderr(logging.StreamHandler):
         pass
 
 
-def _setup(mode: Mode | None, quiet: bool = False):
-    "Logging to stderr (the stages as they go, unless quiet), SIGTERM handled as Ctrl-C, and the settings."
+class _Elapsed(logging.Formatter):
+    "Each stage line led by the seconds since the command started: the gap to the next line is the stage's time."
+
+    def __init__(self):
+        super().__init__("%(message)s")
+        self.started = time.monotonic()
+
+    def format(self, record):
+        return f"{time.monotonic() - self.started:7.1f}s  {super().format(record)}"
+
+
+def _setup(mode: Mode | None, quiet: bool = False, verbose: bool = False):
+    "Logging to stderr (the stages as they go, unless quiet; with verbose also what libraries said), SIGTERM handled as Ctrl-C, and the settings."
     ours = logging.getLogger("ml_project")
     if not any(isinstance(h, _Stderr) for h in ours.handlers):
         handler = _Stderr()
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.setFormatter(_Elapsed())
         ours.addHandler(handler)
         ours.propagate = False
-    ours.setLevel(logging.WARNING if quiet else logging.INFO)
+    ours.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    for handler in ours.handlers:  # the clock starts with each command (a test runner runs many in one process)
+        if isinstance(handler.formatter, _Elapsed):
+            handler.formatter.started = time.monotonic()
     for noisy in ("papermill", "alembic", "mlflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # With a tracking server MLflow prints two links per run it closes: a tuning run's trials would flood the output.

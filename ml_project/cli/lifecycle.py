@@ -5,6 +5,7 @@ Hand-written: each command parses its options, calls one notebook-exported funct
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -18,11 +19,14 @@ from ml_project.cli.common import (
     ModeOption,
     QuietOption,
     SetOption,
+    VerboseOption,
     _fail,
     _project_errors,
     _setup,
     app,
 )
+
+log = logging.getLogger("ml_project.cli")
 
 
 @app.command()
@@ -33,19 +37,57 @@ def train(
     mode: ModeOption = None,
     set: SetOption = None,
     quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            help="Train on the Dask cluster at this scheduler address (XGBoost configs; training.engine: dask "
+            "does the same with the dask_scheduler setting)",
+        ),
+    ] = None,
+    input: Annotated[
+        str | None,
+        typer.Option(
+            "--input",
+            help="With --cluster: train on this table, read in place, instead of the config's data (a .parquet "
+            "file or folder, .csv file(s) or a glob; local or an fsspec URL)",
+        ),
+    ] = None,
+    sample_rows: Annotated[
+        int,
+        typer.Option(
+            min=100, help="With --cluster: at most this many training rows fit the feature and preprocessing steps"
+        ),
+    ] = 200_000,
 ):
-    "Train experiments: data, validation, features, cross-validation, test evaluation, MLflow run and registry, models/."
+    """Train experiments: data, validation, features, cross-validation, test evaluation, MLflow run and registry, models/.
+
+    With --cluster (or training.engine: dask) an XGBoost config trains on a Dask cluster's workers."""
     try:
-        settings = _setup(mode, quiet)
+        settings = _setup(mode, quiet, verbose)
         from ml_project.config import load_config
+        from ml_project.errors import ConfigError
         from ml_project.train.experiment import format_summary, run_experiment, summary_table
         from ml_project.train.preflight import check_configs
 
         experiments = [load_config(path, set) for path in config]
-        check_configs(experiments, settings)  # every config, against its data and model, before the first trains
+        on_cluster = [cluster is not None or e.training.engine == "dask" for e in experiments]
+        if input is not None and not all(on_cluster):
+            raise ConfigError("--input trains on a Dask cluster: add --cluster ADDRESS (or training.engine: dask)")
+        if input is not None and len(experiments) > 1:
+            raise ConfigError("--input names one table: give one config with it")
+        if input is None:
+            log.info("checking %s against %s data and model", ", ".join(str(p) for p in config),
+                     "its" if len(config) == 1 else "their")  # fmt: skip
+            check_configs(experiments, settings)  # every config, against its data and model, before the first trains
         results = []
-        for experiment in experiments:
-            results.append(run_experiment(experiment, settings, check=False))
+        for experiment, here_or_there in zip(experiments, on_cluster):
+            results.append(
+                _train_on_cluster(experiment, settings, cluster, input, sample_rows)
+                if here_or_there
+                else run_experiment(experiment, settings, check=False)
+            )
             typer.echo(format_summary(results[-1], settings) + "\n")
     except KeyboardInterrupt:
         _fail(INTERRUPTED, 130)
@@ -57,6 +99,25 @@ def train(
         )
         typer.echo("champion: holds the alias now):")
         typer.echo(summary_table(results, settings).round(4).to_string())
+
+
+def _train_on_cluster(experiment, settings, cluster: str | None, input: str | None, sample_rows: int):
+    "One experiment trained on the cluster at `cluster` (default: the dask_scheduler setting)."
+    from ml_project.cluster.engine import cluster_address, connect
+    from ml_project.cluster.training import check_trainable, train_on_cluster
+    from ml_project.errors import ConfigError
+
+    check_trainable(experiment)  # before connecting: a forest is refused by name whatever the cluster
+    address = cluster_address(settings, cluster)
+    if not address:
+        raise ConfigError(
+            f"{experiment.experiment.name}: training.engine is dask, but no cluster is named: give --cluster ADDRESS "
+            "or set dask_scheduler (ML_PROJECT_DASK_SCHEDULER); `make cluster` starts one here"
+        )
+    with connect(address) as client:
+        typer.echo(f"{experiment.experiment.name}: training on the cluster {address} ({len(client.nthreads())} "
+                   f"workers){f'; data {input}' if input else ''}", err=True)  # fmt: skip
+        return train_on_cluster(experiment, client, settings, input, sample_rows)
 
 
 @app.command()

@@ -122,6 +122,11 @@ def monitor(
         else:
             run = monitor_model(model, settings, input, last, since, window, labels, out, chosen)
     except _project_errors() as e:
+        from ml_project.errors import NothingToMonitor
+
+        if isinstance(e, NothingToMonitor):  # a champion that has just moved: nothing has gone wrong
+            typer.echo(str(e))
+            raise typer.Exit(0) from None
         _fail(str(e), 1)
     report = run.report
     typer.echo(
@@ -179,6 +184,98 @@ def keys_add(
     except _project_errors() as e:
         _fail(str(e), 1)
     typer.echo(f"{key}\n(key '{key_id}', roles {','.join(role)}: shown only now; its hash is in {file})")
+
+
+KeysFileOption = Annotated[
+    Path | None, typer.Option("--file", help="The keys file (default: the file settings.ini's api_keys names)")
+]
+
+
+def _keys_file(settings, file: Path | None) -> Path:
+    if file is not None:
+        return file
+    kind, _, where = settings.api_keys.partition(":")
+    if kind != "file":
+        _fail("settings.ini's api_keys names no file (api_keys = file:secrets/api_keys): give --file", 1)
+    return Path(where) if Path(where).is_absolute() else settings.root / where
+
+
+@keys_app.command("list")
+def keys_list(file: KeysFileOption = None):
+    "The keys' ids and roles (never the keys: only their hashes are stored)."
+    try:
+        settings = _setup(None, quiet=True)
+        from ml_project.serve.keys import parse_api_keys
+
+        file = _keys_file(settings, file)
+        keys = parse_api_keys(file.read_text(), str(file)) if file.is_file() else []
+    except _project_errors() as e:
+        _fail(str(e), 1)
+    for k in keys:
+        typer.echo(f"{k.key_id}  {','.join(sorted(k.roles))}")
+    if not keys:
+        typer.echo(f"no keys in {file}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id, as `keys add` was given it")],
+    file: KeysFileOption = None,
+):
+    "Revoke a key by its id: its line leaves the keys file; a service started after that refuses it."
+    try:
+        settings = _setup(None, quiet=True)
+        from ml_project.serve.keys import revoke_api_key
+
+        file = _keys_file(settings, file)
+        revoke_api_key(file, key_id)
+    except _project_errors() as e:
+        _fail(str(e), 1)
+    typer.echo(
+        f"revoked '{key_id}' in {file}; restart the service (or `ml-project release`) so it reads the file again"
+    )
+
+
+models_app = typer.Typer(help="Registered models: their champions, versions and decisions.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list(mode: ModeOption = None):
+    "Every registered model: its champion version, how many versions, and the metric its champion is chosen on."
+    try:
+        settings = _setup(mode, quiet=True)
+        from ml_project.train.champion import registered_models
+
+        table = registered_models(settings)
+    except _project_errors() as e:
+        _fail(str(e), 1)
+    typer.echo(table.to_string() if len(table) else f"no registered model in {settings.mlflow_tracking_uri}")
+
+
+@models_app.command("show")
+def models_show(
+    name: Annotated[str, typer.Argument(help="A registered model, e.g. churn (fast mode's: churn__fast)")],
+    mode: ModeOption = None,
+):
+    "A registered model's champion (why, its metrics, when, its data's hash) and every version with its decision."
+    try:
+        settings = _setup(mode, quiet=True)
+        from ml_project.train.champion import registered_versions
+
+        versions = registered_versions(name, settings)
+    except _project_errors() as e:
+        _fail(str(e), 1)
+    champion = versions[versions["aliases"].str.contains("champion")]
+    if len(champion):
+        c, number = champion.iloc[0], champion.index[0]
+        typer.echo(f"{name}: champion v{number} ({c['experiment']}, registered {c['registered']}, data md5 "
+                   f"{c['data_md5']}): {c['metric']} {c['valid']:.4f} on validation, {c['test']:.4f} on test")  # fmt: skip
+        typer.echo(f"why: {c['decision']}\n")
+    else:
+        typer.echo(f"{name}: no champion\n")
+    shown = versions.drop(columns=["data_md5"]).round(4)
+    typer.echo(shown.to_string(max_colwidth=70))
 
 
 services_app = typer.Typer(

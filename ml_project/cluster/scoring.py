@@ -79,6 +79,7 @@ class ModelOnWorkers(WorkerPlugin):
 def read_partitions(
     input: str | Path,  # a .parquet file or dataset folder, a .csv file or glob ('data/*.csv'); local or an fsspec URL
     blocksize: str = "64MiB",  # a CSV partition's size (Parquet partitions follow its files and row groups)
+    read_options: dict | None = None,  # pandas' CSV options (a config's `data.read_options`: separator, decimal...)
 ):
     "The input as a Dask DataFrame; a clear error naming the path when there is nothing to read."
     import dask.dataframe as dd
@@ -86,7 +87,9 @@ def read_partitions(
     text = str(input)
     try:
         if text.endswith(".csv"):
-            return dd.read_csv(text, dtype=str, blocksize=blocksize, keep_default_na=True)
+            return dd.read_csv(
+                text, dtype=str, blocksize=blocksize, **{"keep_default_na": True, **(read_options or {})}
+            )
         if text.endswith(".parquet") or Path(text).is_dir():
             return dd.read_parquet(text)
     except (FileNotFoundError, OSError, ValueError) as e:

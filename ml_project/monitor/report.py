@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
+from ..errors import InputError, NothingToMonitor
 from ml_project.monitor.drift import (
     TableDrift,
     data_quality,
@@ -267,7 +267,13 @@ def logged_rows(
         )
     rows = log[log["model"] == name]
     if version is not None:
+        earlier = sorted(set(rows["version"].astype(str)))
         rows = rows[rows["version"].astype(str) == str(version)]
+        if rows.empty and earlier:  # the champion has moved, and the service has not answered with it yet
+            raise NothingToMonitor(
+                f"nothing to monitor for {name} v{version} yet: the prediction log has rows of "
+                f"{', '.join(f'v{v}' for v in earlier)} only; monitor again once the service has answered with v{version}"
+            )
     if rows.empty:
         raise InputError(
             f"the prediction log has no rows of {name}"

@@ -207,7 +207,9 @@ def fail_orphaned_trials(
     # any machine: a worker whose heartbeat stopped (RDB storages; a no-op for the others). The study's storage is
     # Optuna's caching wrapper, not an `RDBStorage`, so no isinstance test: that one skipped this for every study.
     before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    optuna.storages.fail_stale_trials(study)
+    with warnings.catch_warnings():  # marked experimental by Optuna; what it does here is tested (tests/test_tuning.py)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
     failed = sorted(t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if t.number in before)
     host = socket.gethostname()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

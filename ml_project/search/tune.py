@@ -30,7 +30,7 @@ from ml_project.search.families import (
     family_summary,
     winning_config,
 )
-from .space import _worker_id, decode_params, refit_config, tuning_metric
+from .space import REFIT_ROUNDS, _worker_id, decode_params, refit_config, tuning_metric
 from .study import _worker, default_storage, fail_orphaned_trials, open_study, run_trials, trial_budget
 from ..settings import Settings
 from ..split import load_splits
@@ -409,6 +409,14 @@ def tune_summary(
         cv = f"; its CV {metric} {refit.cv[metric].mean():.4f} refitted" if metric in refit.cv else ""
         weights = ", ".join(f"{m['family']} x{m['weight']:g}" for m in members)
         lines.append(f"ensemble: {weights} (weights from the leaders' out-of-fold predictions{cv})")
+    rounds = study.best_trial.user_attrs.get(REFIT_ROUNDS) if refit else None
+    if rounds and refit.config.model.type != "ensemble" and tuning_metric(config) in refit.cv:
+        metric = tuning_metric(config)  # why the refit's CV is not the trial's, for the same parameters
+        lines.append(
+            f"refit's own CV {metric} {refit.cv[metric].mean():.4f}, not the trial's {study.best_value:.4f}: the trial "
+            f"stopped each fold's boosting on a hold-out of its rows; the refit trains the {rounds} rounds they found "
+            "on all of each fold's rows, as the final model does. The champion decision below uses the refit's scores"
+        )
     if refit:
         metric = config.selection_metric
         lines.append(

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger("ml_project.access")
 
 # %% auto #0
-__all__ = ['log', 'access_log', 'ROLES', 'ApiKey', 'key_digest', 'parse_api_keys', 'load_api_keys', 'add_api_key', 'authenticate']
+__all__ = ['log', 'access_log', 'ROLES', 'ApiKey', 'key_digest', 'parse_api_keys', 'load_api_keys', 'add_api_key', 'authenticate',
+           'revoke_api_key']
 
 # %% ../../nbs/43_serve.keys.ipynb #0d9b9e3d
 ROLES = ("predict", "admin")
@@ -115,3 +116,21 @@ def authenticate(
         if hmac.compare_digest(presented, key.digest):
             found = key
     return found
+
+# %% ../../nbs/43_serve.keys.ipynb #db885e66
+def revoke_api_key(
+    path: Path,  # the keys file
+    key_id: str,  # the key's id, as `add_api_key` was given it
+) -> int:
+    "Remove every line of `key_id` from `path`; return how many went. An id the file does not hold is an error naming those it does."
+    keys = parse_api_keys(path.read_text(), str(path)) if path.is_file() else []
+    if key_id not in {k.key_id for k in keys}:
+        raise InputError(f"{path} holds no key {key_id!r}; it holds {sorted({k.key_id for k in keys}) or 'none'}")
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if not (line.split() and line.split()[0] == key_id)]
+    partial = path.with_name(f".{path.name}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.writelines(kept)
+    os.replace(partial, path)
+    return len(lines) - len(kept)

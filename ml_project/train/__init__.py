@@ -8,13 +8,14 @@ module of the phase imports none of the others. `from ml_project.train import X`
 import importlib
 
 _MODULES = {
-    "champion": ["Promotion", "better", "compare_runs", "promote"],
+    "champion": ["Promotion", "better", "compare_runs", "promote", "registered_models", "registered_versions"],
     "evaluation": [
         "Evaluation",
         "THRESHOLDED_METRICS",
         "choose_threshold",
         "classification_metrics",
         "evaluate_model",
+        "evaluate_scores",
         "fold_threshold_metrics",
         "positive_scores",
         "regression_metrics",
@@ -97,6 +98,7 @@ __all__ = [
     "evaluate_and_report",
     "evaluate_model",
     "evaluate_saved_model",
+    "evaluate_scores",
     "evaluation_plots",
     "fail_orphaned_runs",
     "fast_caps",
@@ -123,7 +125,9 @@ __all__ = [
     "publish_model",
     "recorded_rows",
     "register_model",
+    "registered_models",
     "registered_name",
+    "registered_versions",
     "regression_metrics",
     "run_experiment",
     "run_notebooks",

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from ..errors import ModelReferenceError
 from ..sections import lower_is_better
 from ..settings import Settings
 from .files import load_model
@@ -25,7 +26,7 @@ from .registry import ModelRef, fetch_model
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'Promotion', 'better', 'promote', 'compare_runs']
+__all__ = ['log', 'Promotion', 'better', 'promote', 'registered_versions', 'registered_models', 'compare_runs']
 
 # %% ../../nbs/24_train.champion.ipynb #30b1da69
 @dataclass
@@ -147,8 +148,53 @@ def _decide(name: str, version: str, client, settings: Settings, challenger: dic
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
+    client.update_model_version(name, version, description=decision.reason)  # the version's story, in words
     client.set_registered_model_alias(name, "champion" if decision.promoted else "challenger", version)
+    if decision.promoted:
+        if held is not None:  # the alias is the truth: the replaced version's run is no longer tagged champion
+            client.set_tag(client.get_model_version(name, held).run_id, "champion", "False")
+        client.update_registered_model(
+            name,
+            description=f"Problem {name}: its champion is chosen on {decision.metric} (CV means on the same folds, else "
+            f"the same validation rows; never the test split). Champion: v{version}, {decision.reason}.",
+        )
     return decision
+
+# %% ../../nbs/24_train.champion.ipynb #014e8026
+def registered_versions(
+    name: str,  # the registered model, e.g. `churn`
+    settings: Settings,  # the tracking URI
+) -> pd.DataFrame:
+    "Every version of `name`, newest first: its aliases, when it was registered, its selection metric on validation and test, its data's hash and the champion decision."
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    versions = client.search_model_versions(f"name = '{name}'")
+    if not versions:
+        known = sorted(m.name for m in client.search_registered_models())
+        raise ModelReferenceError(f"no registered model {name!r}; the registry has {', '.join(known) or 'none'}")
+    rows = []
+    for v in versions:
+        metric = v.tags.get("selection_metric", "")
+        metrics = client.get_run(v.run_id).data.metrics if v.run_id else {}
+        registered = pd.Timestamp(v.creation_timestamp, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M UTC")
+        rows.append({"version": int(v.version), "aliases": ", ".join(sorted(client.get_model_version(name, v.version).aliases)),
+                     "registered": registered, "experiment": v.tags.get("experiment"), "metric": metric,
+                     "valid": metrics.get(f"valid_{metric}"), "test": metrics.get(f"test_{metric}"),
+                     "data_md5": v.tags.get("data_md5"), "decision": v.tags.get("promotion", "")})  # fmt: skip
+    return pd.DataFrame(rows).set_index("version").sort_index(ascending=False)
+
+
+def registered_models(
+    settings: Settings,  # the tracking URI
+) -> pd.DataFrame:
+    "One row per registered model: its champion version, its number of versions and its selection metric."
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    rows = [{"model": m.name, "champion": m.aliases.get("champion"), "versions": len(client.search_model_versions(f"name = '{m.name}'")),
+             "selection_metric": m.tags.get("selection_metric")} for m in client.search_registered_models()]  # fmt: skip
+    return pd.DataFrame(rows, columns=["model", "champion", "versions", "selection_metric"]).set_index("model")
 
 # %% ../../nbs/24_train.champion.ipynb #9751f704
 def compare_runs(

@@ -34,7 +34,8 @@ from sklearn.metrics import (
 
 # %% auto #0
 __all__ = ['THRESHOLDED_METRICS', 'positive_scores', 'choose_threshold', 'classification_metrics', 'regression_metrics',
-           'Evaluation', 'evaluate_model', 'fold_threshold_metrics', 'worst_predictions', 'segment_metrics']
+           'Evaluation', 'evaluate_scores', 'evaluate_model', 'fold_threshold_metrics', 'worst_predictions',
+           'segment_metrics']
 
 # %% ../../nbs/25_train.evaluation.ipynb #b9cf0d7f
 def positive_scores(
@@ -175,6 +176,35 @@ class Evaluation:
 THRESHOLDED_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1")  # what a cut-off changes
 
 
+def evaluate_scores(
+    y,  # the encoded target of the evaluated rows
+    scores,  # the probability of class 1 (binary), the probability matrix, or a regressor's predictions
+    task: str,  # `classification` or `regression`
+    threshold: float = 0.5,  # binary: the cut-off chosen on validation
+    classes: list | None = None,  # the data's own labels of the class codes
+) -> Evaluation:
+    """The metric set from predictions already made (on a cluster's partitions, say): a binary classifier at 0.5 and,
+    as `<metric>_at_threshold`, at `threshold`."""
+    if task == "regression":
+        return Evaluation(task, y, scores, metrics=regression_metrics(y, scores))
+    if scores.ndim == 2:
+        return Evaluation(
+            task,
+            y,
+            scores.argmax(axis=1),
+            scores,
+            metrics=classification_metrics(y, scores, classes=classes),
+            classes=classes,
+        )
+    tuned = classification_metrics(y, scores, threshold)
+    metrics = {
+        **classification_metrics(y, scores, 0.5),
+        "threshold": threshold,
+        **{f"{k}_at_threshold": tuned[k] for k in THRESHOLDED_METRICS},
+    }
+    return Evaluation(task, y, (scores >= threshold).astype(int), scores, threshold, metrics, classes)
+
+
 def evaluate_model(
     model,  # the fitted pipeline
     X,  # the rows to evaluate on (the test split)
@@ -189,31 +219,15 @@ def evaluate_model(
     """Score `model` on `(X, y)`. A binary classifier is scored at the 0.5 cut-off (what `predict` does) and, as
     `<metric>_at_threshold`, at `threshold` or the one chosen on `(X_valid, y_valid)`; its confusion matrix uses the latter."""
     if task == "regression":
-        pred = model.predict(X)
-        return Evaluation(task, y, pred, metrics=regression_metrics(y, pred))
+        return evaluate_scores(y, model.predict(X), task)
     scores = positive_scores(model, X)
-    if scores.ndim == 2:
-        return Evaluation(
-            task,
-            y,
-            scores.argmax(axis=1),
-            scores,
-            metrics=classification_metrics(y, scores, classes=classes),
-            classes=classes,
-        )
-    if threshold is None:
+    if scores.ndim == 1 and threshold is None:
         threshold = (
             choose_threshold(y_valid, positive_scores(model, X_valid), threshold_metric)
             if X_valid is not None and len(X_valid)
             else 0.5
         )
-    tuned = classification_metrics(y, scores, threshold)
-    metrics = {
-        **classification_metrics(y, scores, 0.5),
-        "threshold": threshold,
-        **{f"{k}_at_threshold": tuned[k] for k in THRESHOLDED_METRICS},
-    }
-    return Evaluation(task, y, (scores >= threshold).astype(int), scores, threshold, metrics, classes)
+    return evaluate_scores(y, scores, task, threshold if threshold is not None else 0.5, classes)
 
 # %% ../../nbs/25_train.evaluation.ipynb #288220de
 def fold_threshold_metrics(

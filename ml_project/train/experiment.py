@@ -31,7 +31,7 @@ from .files import git_state, model_dir, problem_name, publish_model, registered
 from .preflight import check_configs
 from .registry import check_selection_metric, current_champion, register_model, withdraw_version
 from .report import evaluate_and_report
-from .tracking import _alive, tracked_run, use_mlflow
+from .tracking import _alive, _mlflow_warnings_to_log, tracked_run, use_mlflow
 from .training import cross_validate_model, cv_plan, fast_caps, set_seeds, train_model
 
 log = logging.getLogger(__name__)
@@ -97,9 +97,14 @@ def _log_inputs(mlflow, config: ExperimentConfig, settings: Settings):
 # %% ../../nbs/28_train.experiment.ipynb #70af98e4
 def _log_dataset(mlflow, dataset: Dataset, config: ExperimentConfig):
     "The raw table as the run's training input (the UI's Dataset column), named by its file and its MD5."
+    from mlflow.data.dataset_source_registry import get_registered_sources
+
+    # MLflow registers its local-file source twice, and warns on every plain path that it "can be interpreted in
+    # multiple ways": naming the source ourselves is the fix
+    local = next(s for s in get_registered_sources() if s.__name__ == "LocalArtifactDatasetSource")
     logged = mlflow.data.from_pandas(
         dataset.frame,
-        source=str(dataset.raw_path),
+        source=local(str(dataset.raw_path)),
         targets=config.data.target,
         name=dataset.raw_path.stem,
         digest=dataset.md5[:8],
@@ -137,7 +142,8 @@ def _log_data(mlflow, splits: Splits, config: ExperimentConfig, settings: Settin
     mlflow.set_tag("data_md5", dataset.md5)
     mlflow.log_param("data_md5", dataset.md5)
     mlflow.log_artifact(str(splits.manifest), "data")
-    _log_dataset(mlflow, dataset, config)
+    with _mlflow_warnings_to_log():  # its schema's integer-column hint: the model's signature handles them
+        _log_dataset(mlflow, dataset, config)
 
 
 def _fit_and_evaluate(config: ExperimentConfig, settings: Settings, splits: Splits, out: Path) -> tuple:
@@ -241,21 +247,29 @@ def run_experiment(
 
 # %% ../../nbs/28_train.experiment.ipynb #721d3e5a
 def _register_and_judge(
-    model, config: ExperimentConfig, settings: Settings, splits: Splits, folder: Path, metrics: dict, plan: dict
+    model,
+    config: ExperimentConfig,
+    settings: Settings,
+    splits: Splits,
+    folder: Path,
+    metrics: dict,
+    plan: dict,
+    score_champion=None,  # (champion, its metadata) -> its selection metric on the validation rows (default: on `splits`)
+    rows: dict | None = None,  # rows per split, when `splits` holds a sample of them (a cluster run)
 ) -> tuple[tuple[str, str], Promotion]:
     "Register the saved model and let the registry compare it with the champion, scoring both by the evaluation's code; withdraw it on failure; tag the run with the decision."
     log.info("%s: registering and judging against the champion", config.experiment.name)
     name = registered_name(config, settings)
     version = register_model(folder, name, settings, example=splits.X["train"].head(5))
     metric = config.selection_metric
-    rows = splits.dataset.frame.loc[
+    valid_rows = splits.dataset.frame.loc[
         splits.X["valid"].index
     ]  # whole rows: the champion may use columns this config drops
 
-    def score_champion(champion, champion_metadata) -> float:
+    def on_splits(champion, champion_metadata) -> float:
         if champion_metadata.get("classes") != splits.classes:
             raise ValueError(f"its classes {champion_metadata.get('classes')} are not this model's {splits.classes}")
-        X = rows[list(champion_metadata["input_schema"])]
+        X = valid_rows[list(champion_metadata["input_schema"])]
         return evaluate_model(
             champion, X, splits.y["valid"], config.data.task, threshold=champion_metadata.get("threshold")
         ).metrics[metric]
@@ -265,10 +279,10 @@ def _register_and_judge(
         "selection_metric": metric,
         "metrics": metrics,
         "cv_plan": plan,
-        "rows": splits.rows,
+        "rows": rows or splits.rows,
     }
     try:
-        promotion = promote(name, settings, challenger, score_champion)
+        promotion = promote(name, settings, challenger, score_champion or on_splits)
     except BaseException:
         withdraw_version(name, version, settings)  # the registry never points at a run that did not finish
         raise

@@ -180,13 +180,17 @@ def save_model(
     run_id: str | None = None,  # the MLflow run that trained it
     cv_plan: dict | None = None,  # how it was cross-validated (see `training.cv_plan`)
     folder: Path | None = None,  # default: `model_dir(config, settings)`
+    extra: dict | None = None,  # more metadata, over the above (a cluster run's rows, engine and `split_rule`)
 ) -> Path:
     "Write `model.joblib`, `splits.json`, monitoring's reference (`write_reference`) and `metadata.json` (its SHA-256 last); return the folder."
+    extra = extra or {}
     folder = Path(folder or model_dir(config, settings))
     folder.mkdir(parents=True, exist_ok=True)
     artefact = folder / "model.joblib"
     _write_atomically(artefact, lambda p: joblib.dump(model, p))
-    _write_atomically(folder / "splits.json", lambda p: p.write_text(json.dumps(splits.row_labels())))
+    # the rows of each split; a cluster run's splits are too large to list: the rule that draws them instead
+    recorded = {"rule": extra["split_rule"]} if "split_rule" in extra else splits.row_labels()
+    _write_atomically(folder / "splits.json", lambda p: p.write_text(json.dumps(recorded)))
     metadata = {
         "experiment": config.experiment.name,
         "problem": problem_name(config),
@@ -212,6 +216,7 @@ def save_model(
         "artefact": artefact.name,
         "sha256": file_digest(artefact, "sha256"),
         "config": config_to_dict(config),
+        **extra,
     }
     write_reference(model, splits, folder, threshold, settings.seed)
     _write_atomically(folder / "metadata.json", lambda p: p.write_text(json.dumps(metadata, indent=2, default=str)))
@@ -286,4 +291,10 @@ def recorded_rows(
         raise ModelIntegrityError(
             f"{folder} records no split (no splits.json): train it again to evaluate it on its own rows"
         )
-    return json.loads(path.read_text())
+    recorded = json.loads(path.read_text())
+    if "rule" in recorded:
+        raise ModelIntegrityError(
+            f"{folder} was trained on a cluster: its splits are a rule ({recorded['rule']}), not rows to read back "
+            "here; its metrics were computed on every row of them and are in its metadata.json"
+        )
+    return recorded

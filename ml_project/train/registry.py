@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import io
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ from ..data import file_digest
 from ..errors import ConfigError, ModelIntegrityError, ModelReferenceError
 from ..settings import Settings, get_settings
 from .files import _in_project, problem_name, registered_name
-from .tracking import _quiet_mlflow, use_mlflow
+from .tracking import _mlflow_warnings_to_log, _quiet_mlflow, use_mlflow
 
 log = logging.getLogger(__name__)
 
@@ -116,21 +117,24 @@ def register_model(
     metadata = json.loads((Path(folder) / "metadata.json").read_text())
     lock = settings.root / "requirements.lock"
     client = MlflowClient(settings.mlflow_tracking_uri)
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=str(MLFLOW_MODEL_CODE),
-        artifacts={
-            "model": str(Path(folder) / metadata["artefact"]),
-            "metadata": str(Path(folder) / "metadata.json"),
-            "splits": str(Path(folder) / "splits.json"),
-            **{f"reference_{p.suffix[1:]}": str(p) for p in sorted(Path(folder).glob("reference.*"))},
-        },
-        code_paths=[str(PACKAGE_DIR)],
-        pip_requirements=str(lock) if lock.is_file() else None,
-        signature=model_signature(metadata),
-        input_example=_plain(example),
-        registered_model_name=name,
-    )
+    with _mlflow_warnings_to_log(), contextlib.redirect_stderr(io.StringIO()) as said:
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(MLFLOW_MODEL_CODE),
+            artifacts={
+                "model": str(Path(folder) / metadata["artefact"]),
+                "metadata": str(Path(folder) / "metadata.json"),
+                "splits": str(Path(folder) / "splits.json"),
+                **{f"reference_{p.suffix[1:]}": str(p) for p in sorted(Path(folder).glob("reference.*"))},
+            },
+            code_paths=[str(PACKAGE_DIR)],
+            pip_requirements=str(lock) if lock.is_file() else None,
+            signature=model_signature(metadata),
+            input_example=_plain(example),
+            registered_model_name=name,
+        )
+    for line in said.getvalue().splitlines():  # "Registered model 'churn' already exists. Creating a new version..."
+        log.debug("mlflow: %s", line)
     version = str(info.registered_model_version)
     if _registered_tag(client, name, "selection_metric") is None:  # the first version sets its problem's yardstick
         client.set_registered_model_tag(name, "selection_metric", metadata["selection_metric"])

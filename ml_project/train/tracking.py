@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import time
+import warnings
 from pathlib import Path
 
 from ..settings import Settings
@@ -27,8 +28,23 @@ __all__ = ['log', 'HEARTBEAT_SECONDS', 'use_mlflow', 'fail_orphaned_runs', 'trac
 def _quiet_mlflow():
     "No download progress bars or database migration chatter on the terminal: the commands say what happened."
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    for chatty in ("alembic", "mlflow.pyfunc", "mlflow.models"):
+    for chatty in ("alembic", "mlflow.pyfunc", "mlflow.models", "mlflow.store.db.utils"):  # after MLflow set its own
         logging.getLogger(chatty).setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def _mlflow_warnings_to_log():
+    """MLflow's warnings inside the block go to the log (`--verbose` shows them), not the terminal: they are about what
+    the project already handles (a signature that declares a nullable int a double, as its integer-column hint asks; a
+    dataset source named, not guessed) or MLflow's own deprecations."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        if w.filename and "mlflow" not in w.filename:  # not MLflow's: shown as it would have been
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        else:
+            log.debug("mlflow warned: %s: %s", w.category.__name__, w.message)
 
 
 def use_mlflow(
