@@ -162,42 +162,37 @@ keys_app = typer.Typer(help="API keys of the prediction service.", no_args_is_he
 app.add_typer(keys_app, name="keys")
 
 
-@keys_app.command("add")
-def keys_add(
-    key_id: Annotated[str, typer.Argument(help="A name for the key (logged instead of the key)")],
-    role: Annotated[list[str], typer.Option("--role", "-r", help="predict and/or admin (repeatable)")] = ["predict"],  # noqa: B006 (typer's default; never changed)
-    file: Annotated[
-        Path | None, typer.Option(help="The keys file (default: the file settings.ini's api_keys names)")
-    ] = None,
-):
-    "Make an API key: prints it once, stores only its hash."
-    try:
-        settings = _setup(None, quiet=True)
-        from ml_project.serve.keys import add_api_key
-
-        if file is None:
-            kind, _, where = settings.api_keys.partition(":")
-            if kind != "file":
-                _fail("settings.ini's api_keys names no file (api_keys = file:secrets/api_keys): give --file", 1)
-            file = Path(where) if Path(where).is_absolute() else settings.root / where
-        key = add_api_key(file, key_id, role)
-    except _project_errors() as e:
-        _fail(str(e), 1)
-    typer.echo(f"{key}\n(key '{key_id}', roles {','.join(role)}: shown only now; its hash is in {file})")
-
-
 KeysFileOption = Annotated[
     Path | None, typer.Option("--file", help="The keys file (default: the file settings.ini's api_keys names)")
 ]
 
 
 def _keys_file(settings, file: Path | None) -> Path:
+    "The keys file: `--file`, else the file settings.ini's `api_keys` names (a clear error when it names none)."
     if file is not None:
         return file
     kind, _, where = settings.api_keys.partition(":")
     if kind != "file":
         _fail("settings.ini's api_keys names no file (api_keys = file:secrets/api_keys): give --file", 1)
     return Path(where) if Path(where).is_absolute() else settings.root / where
+
+
+@keys_app.command("add")
+def keys_add(
+    key_id: Annotated[str, typer.Argument(help="A name for the key (logged instead of the key)")],
+    role: Annotated[list[str], typer.Option("--role", "-r", help="predict and/or admin (repeatable)")] = ["predict"],  # noqa: B006 (typer's default; never changed)
+    file: KeysFileOption = None,
+):
+    "Make an API key: prints it once, stores only its hash."
+    try:
+        settings = _setup(None, quiet=True)
+        from ml_project.serve.keys import add_api_key
+
+        file = _keys_file(settings, file)
+        key = add_api_key(file, key_id, role)
+    except _project_errors() as e:
+        _fail(str(e), 1)
+    typer.echo(f"{key}\n(key '{key_id}', roles {','.join(role)}: shown only now; its hash is in {file})")
 
 
 @keys_app.command("list")
